@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -175,6 +176,9 @@ type bucket struct {
 	succ, fail, slow atomic.Int64
 }
 
+// noBucket marks a bucket that holds no counts.
+const noBucket = math.MinInt64
+
 // machine is the breaker state machine: the data a store holds and the one
 // place the rules live. Its owner serializes calls to step (a mutex in
 // memory, a Lua script in Redis). Times are nanoseconds on the owner's
@@ -198,7 +202,7 @@ func newMachine(p *Policy) machine {
 	if p.Threshold == 0 {
 		m.win = make([]bucket, p.Buckets)
 		for i := range m.win {
-			m.win[i].num.Store(-1)
+			m.win[i].num.Store(noBucket)
 		}
 	}
 	return m
@@ -244,7 +248,7 @@ func (m *machine) setState(p *Policy, to State, now int64) {
 	m.gen++
 	m.probes, m.probeOK, m.consec, m.succ, m.fail = 0, 0, 0, 0, 0
 	for i := range m.win {
-		m.win[i].num.Store(-1)
+		m.win[i].num.Store(noBucket)
 	}
 }
 

@@ -47,15 +47,15 @@ func NewMemoryStore() *MemoryStore {
 func (s *MemoryStore) Update(_ context.Context, p *Policy, op Op) (Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.init || s.policy != *p {
-		// The first use, or a breaker with another policy: (re)shape the
-		// machine, keeping state and generation.
-		st, gen, until := s.m.state, s.m.gen, s.m.until
-		s.m = newMachine(p)
-		if s.init {
-			s.m.state, s.m.gen, s.m.until = st, gen, until
+	if !s.init {
+		s.m, s.policy, s.init = newMachine(p), *p, true
+	} else if s.policy != *p {
+		// Breakers sharing a store should share a policy; if one does
+		// not, keep the state and reshape only the window.
+		if (p.Threshold == 0) != (s.policy.Threshold == 0) || p.Buckets != s.policy.Buckets || p.BucketWidth != s.policy.BucketWidth {
+			s.m.win = newMachine(p).win
 		}
-		s.policy, s.init = *p, true
+		s.policy = *p
 	}
 	return s.m.step(p, &op, int64(time.Since(s.base))), nil
 }
