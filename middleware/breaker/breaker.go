@@ -115,6 +115,9 @@ type Breaker struct {
 	sync     int64
 	rate     bool
 	classify func(error) Outcome
+	// nilIsSuccess: classify is DefaultClassify, so a nil error is a
+	// success without calling it.
+	nilIsSuccess bool
 	delay    func(error) time.Duration
 	onChange func(from, to State, counts Counts)
 	onStore  func(error)
@@ -172,7 +175,7 @@ func New(cfg Config) (*Breaker, error) {
 		store:    cfg.Store,
 	}
 	if b.classify == nil {
-		b.classify = DefaultClassify
+		b.classify, b.nilIsSuccess = DefaultClassify, true
 	}
 	if b.sync == 0 {
 		b.sync = int64(time.Second)
@@ -313,7 +316,11 @@ func (b *Breaker) allowSlow(ctx context.Context) (Ticket, error) {
 // against the new state. ctx is passed, without its cancellation, to the
 // Store if one is set.
 func (b *Breaker) Done(ctx context.Context, t Ticket, err error) {
-	b.record(ctx, t, b.classify(err), err)
+	o := Success
+	if err != nil || !b.nilIsSuccess {
+		o = b.classify(err)
+	}
+	b.record(ctx, t, o, err)
 }
 
 // Record is [Breaker.Done] with an outcome the caller classified itself.

@@ -445,4 +445,3 @@ func TestStateStrings(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
-

@@ -24,16 +24,19 @@ func Middleware[In, Out any](b *Breaker) middleware.Middleware[In, Out] {
 				var zero Out
 				return zero, err
 			}
-			done := false
-			defer func() {
-				if !done { // panic or runtime.Goexit
-					b.Record(ctx, t, Failure)
-				}
-			}()
+			defer b.abandon(ctx, &t)
 			out, err := next(ctx, in)
-			done = true
 			b.Done(ctx, t, err)
+			t = Ticket{} // reported; abandon has nothing to do
 			return out, err
 		}
+	}
+}
+
+// abandon records a call that ended without returning (a panic or
+// runtime.Goexit) as a failure, so that a probe slot is never lost.
+func (b *Breaker) abandon(ctx context.Context, t *Ticket) {
+	if t.gen != 0 {
+		b.Record(ctx, *t, Failure)
 	}
 }
