@@ -118,11 +118,11 @@ type Breaker struct {
 	// nilIsSuccess: classify is DefaultClassify, so a nil error is a
 	// success without calling it.
 	nilIsSuccess bool
-	delay    func(error) time.Duration
-	onChange func(from, to State, counts Counts)
-	onStore  func(error)
-	log      *slog.Logger
-	store    Store
+	delay        func(error) time.Duration
+	onChange     func(from, to State, counts Counts)
+	onStore      func(error)
+	log          *slog.Logger
+	store        Store
 
 	mu         sync.Mutex
 	m          machine // without a store: the state; with one: the fallback

@@ -445,3 +445,16 @@ func TestStateStrings(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestOpenErrorIsNotRetryable(t *testing.T) {
+	b := mustNew(t, breaker.Config{Threshold: 1})
+	call(b, errBoom)
+	err := fmt.Errorf("wrapped: %w", call(b, nil))
+	r, ok := errors.AsType[interface {
+		error
+		Retryable() bool
+	}](err)
+	if !ok || r.Retryable() {
+		t.Fatalf("rejection %v: Retryable method found %v, want one reporting false", err, ok)
+	}
+}

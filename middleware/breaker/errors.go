@@ -48,3 +48,8 @@ func (e *OpenError) RetryAfter() time.Duration {
 	}
 	return max(time.Until(e.Until), 0)
 }
+
+// Retryable reports false: a rejection means the downstream must get less
+// traffic, so retrying it at once would defeat the breaker. Retry policies
+// (Brace's retry package among them) read it through an interface.
+func (e *OpenError) Retryable() bool { return false }
