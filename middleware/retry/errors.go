@@ -152,10 +152,11 @@ func Permanent(err error) error {
 //
 // An error type opts in by having a method Retryable() bool, found with
 // errors.As anywhere in the chain (the first one found decides). Brace's
-// own rejections follow it: breaker.ErrOpen and backpressure's shed error
-// report false (an open breaker or a shed means the downstream must get
-// less traffic; retrying would defeat the protection and burn the attempts
-// in a fast loop), and timeout's error reports true (a per-attempt timeout
+// own rejections follow it: the breaker's open rejection
+// (*breaker.OpenError, matching breaker.ErrOpen) and backpressure's shed
+// error report false (an open breaker or a shed means the downstream must
+// get less traffic; retrying would defeat the protection and burn the
+// attempts in a fast loop), and timeout's error reports true (a per-attempt timeout
 // is worth retrying while the caller's context lives, although it
 // satisfies errors.Is(err, context.DeadlineExceeded)). Pass your own
 // Retryable to change any of this; it can call DefaultRetryable.
