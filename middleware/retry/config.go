@@ -118,7 +118,9 @@ type Config struct {
 	// OnRetry, if set, is called when a retry will really follow, just
 	// before the delay: attempt is the number of the attempt about to
 	// start (2 for the first retry), err the error that caused it, delay
-	// the wait before it. It runs on the caller's goroutine.
+	// the wait before it. It runs on the caller's goroutine. The only
+	// case in which no attempt follows OnRetry is the context ending
+	// during the delay (the call then returns ReasonContext).
 	OnRetry func(attempt int, err error, delay time.Duration)
 
 	// Logger, if set, receives a debug record per retry and a warn record

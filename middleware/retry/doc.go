@@ -67,8 +67,9 @@
 // # Events
 //
 // OnRetry(attempt, err, delay) is called when a retry will really follow,
-// just before its delay; never for the first attempt and never when
-// retrying stops. With a Logger, each retry logs at debug level ("retry":
+// just before its delay; never for the first attempt and never when a
+// limit stops retrying (only the context ending during the delay can still
+// prevent the attempt). With a Logger, each retry logs at debug level ("retry":
 // "name", "attempt", "delay", "err") and exhaustion at warn level ("retry
 // exhausted": "name", "attempts", "reason", "err").
 //
