@@ -104,6 +104,12 @@ func (e *ShedError) Error() string {
 // Unwrap returns [ErrShed].
 func (e *ShedError) Unwrap() error { return ErrShed }
 
+// Retryable reports false: a shed means the protected resource must get
+// less traffic, and retrying at once would add to it. It is the contract by
+// which the retry package classifies errors without this package importing
+// it.
+func (e *ShedError) Retryable() bool { return false }
+
 // WeightError is returned for a call whose weight is below 1 or above the
 // capacity: such a call could never be admitted, so it is rejected at once
 // instead of waiting forever.
@@ -111,6 +117,9 @@ type WeightError struct {
 	Weight   int64
 	Capacity int64
 }
+
+// Retryable reports false: the same weight is rejected on every attempt.
+func (e *WeightError) Retryable() bool { return false }
 
 func (e *WeightError) Error() string {
 	return fmt.Sprintf("backpressure: weight must be between 1 and capacity %d, got %d", e.Capacity, e.Weight)

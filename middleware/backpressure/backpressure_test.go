@@ -759,3 +759,26 @@ func TestShedErrorMessageHasPackagePrefix(t *testing.T) {
 		}
 	}
 }
+
+// The retry package's contract: an error with a Retryable() bool method
+// classifies itself. Sheds and bad weights are not worth retrying.
+func TestErrorsAreNotRetryable(t *testing.T) {
+	type retryable interface {
+		error
+		Retryable() bool
+	}
+	for _, err := range []error{
+		&backpressure.ShedError{Depth: 1, Capacity: 1, Weight: 1},
+		fmt.Errorf("query: %w", &backpressure.ShedError{}),
+		&backpressure.WeightError{Weight: 9, Capacity: 1},
+	} {
+		r, ok := errors.AsType[retryable](err)
+		if !ok {
+			t.Errorf("%v has no Retryable method in its chain", err)
+			continue
+		}
+		if r.Retryable() {
+			t.Errorf("%v reports Retryable() = true, want false", err)
+		}
+	}
+}

@@ -53,8 +53,10 @@
 // # Retry
 //
 // A *ShedError means "too busy now". Retrying it at once adds load where
-// there is too much already; put Backpressure outside Retry, or make Retry
-// treat [ErrShed] as final (see docs/backpressure.md).
+// there is too much already, so ShedError and WeightError have a method
+// Retryable() bool that reports false: the retry package's default
+// classification does not retry them, without either package importing
+// the other (see docs/backpressure.md for where each sits in a chain).
 //
 // # Concurrency
 //
