@@ -110,6 +110,11 @@ func (e *ShedError) Unwrap() error { return ErrShed }
 // it.
 func (e *ShedError) Retryable() bool { return false }
 
+// Rejected reports true: the call was refused before it reached the
+// downstream, so a circuit breaker must not count it as the downstream's
+// failure (breaker.DefaultClassify ignores it).
+func (e *ShedError) Rejected() bool { return true }
+
 // WeightError is returned for a call whose weight is below 1 or above the
 // capacity: such a call could never be admitted, so it is rejected at once
 // instead of waiting forever.
@@ -120,6 +125,9 @@ type WeightError struct {
 
 // Retryable reports false: the same weight is rejected on every attempt.
 func (e *WeightError) Retryable() bool { return false }
+
+// Rejected reports true: the call never reached the downstream.
+func (e *WeightError) Rejected() bool { return true }
 
 func (e *WeightError) Error() string {
 	return fmt.Sprintf("backpressure: weight must be between 1 and capacity %d, got %d", e.Capacity, e.Weight)

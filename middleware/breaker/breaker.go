@@ -84,17 +84,48 @@ type Config struct {
 }
 
 // DefaultClassify is the classifier used when Config.Classify is nil: nil
-// is a Success, an error matching context.Canceled is Ignored (the caller
-// went away; the downstream is not to blame), anything else, including
-// context.DeadlineExceeded, is a Failure.
+// is a Success; an error matching context.Canceled is Ignored (the caller
+// went away; the downstream is not to blame); so is a local rejection, an
+// error with a method Rejected() bool that reports true, such as a
+// backpressure shed, a rate limit or another breaker's rejection (the
+// downstream was never called, so it says nothing about its health);
+// anything else, including context.DeadlineExceeded, is a Failure.
 func DefaultClassify(err error) Outcome {
 	switch {
 	case err == nil:
 		return Success
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), rejected(err):
 		return Ignore
 	}
 	return Failure
+}
+
+// rejected reports whether err's chain holds a local rejection: an error
+// with a Rejected() bool method that reports true. This is the contract by
+// which Brace's policies mark "the downstream was not called" without
+// importing each other.
+func rejected(err error) bool {
+	// A hand-written walk of the chain: errors.As would move its target to
+	// the heap and allocate on every failure.
+	for err != nil {
+		if r, ok := err.(interface{ Rejected() bool }); ok && r.Rejected() {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if rejected(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // Breaker is a circuit breaker guarding one downstream. Build it with
@@ -550,15 +581,15 @@ func (b *Breaker) State() State {
 	return v.state
 }
 
-// Counts returns the counts of the current generation. With a Store they
-// are the local view, at most StoreSync old.
+// Counts returns the counts of the current generation. With a Store it
+// asks the store (one operation, so the counts include other breakers'
+// results) and returns the local view's counts when the store fails.
 func (b *Breaker) Counts() Counts {
 	if b.store == nil {
 		return b.applyLocal(&Op{Kind: OpSync}).Counts
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.m.counts(&b.policy, b.now())
+	s, _ := b.apply(context.Background(), Op{Kind: OpSync})
+	return s.Counts
 }
 
 // ForceOpen opens the breaker until [Breaker.Reset] or

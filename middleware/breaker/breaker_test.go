@@ -195,6 +195,12 @@ func TestClassify(t *testing.T) {
 		{context.Canceled, breaker.Ignore},
 		{fmt.Errorf("wrapped: %w", context.Canceled), breaker.Ignore},
 		{context.DeadlineExceeded, breaker.Failure},
+		{rejection(true), breaker.Ignore},
+		{fmt.Errorf("wrapped: %w", rejection(true)), breaker.Ignore},
+		{rejection(false), breaker.Failure},
+		{&breaker.OpenError{Name: "inner"}, breaker.Ignore},
+		{errors.Join(errBoom, fmt.Errorf("w: %w", rejection(true))), breaker.Ignore},
+		{errors.Join(errBoom, rejection(false)), breaker.Failure},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.err), func(t *testing.T) {
@@ -458,3 +464,10 @@ func TestOpenErrorIsNotRetryable(t *testing.T) {
 		t.Fatalf("rejection %v: Retryable method found %v, want one reporting false", err, ok)
 	}
 }
+
+// rejection is an error that says through Rejected whether the downstream
+// was never called.
+type rejection bool
+
+func (r rejection) Error() string  { return fmt.Sprintf("rejection(%t)", bool(r)) }
+func (r rejection) Rejected() bool { return bool(r) }

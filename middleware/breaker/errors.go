@@ -53,3 +53,7 @@ func (e *OpenError) RetryAfter() time.Duration {
 // traffic, so retrying it at once would defeat the breaker. Retry policies
 // (Brace's retry package among them) read it through an interface.
 func (e *OpenError) Retryable() bool { return false }
+
+// Rejected reports true: the call was refused before it reached the
+// downstream. An outer breaker's [DefaultClassify] ignores it.
+func (e *OpenError) Rejected() bool { return true }

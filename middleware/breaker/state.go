@@ -72,7 +72,7 @@ func (o Outcome) String() string {
 // whenever the state changes. In rate mode, Successes, Failures and Slow
 // cover only the rolling window.
 type Counts struct {
-	Successes           int // successful calls
+	Successes           int // successful calls; in consecutive mode only those that ended a failure streak (the fast path counts nothing)
 	Failures            int // failed calls
 	Slow                int // calls slower than SlowCallDuration (successes and failures)
 	ConsecutiveFailures int // failures since the last success (consecutive mode)
