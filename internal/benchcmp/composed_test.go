@@ -1,0 +1,45 @@
+package benchcmp
+
+import (
+	"testing"
+
+	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/backpressure"
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/retry"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+)
+
+// Composed: retry (3 attempts, no delay) outside a breaker (5 consecutive
+// failures) outside a limit on calls in flight, on the success path. Run
+// with -cpu 1,2 for the scaling check: mode=par must not get slower per
+// call with two CPUs.
+func composedScenarios() []scenario {
+	return []scenario{
+		{path: "success", attempts: 1, impls: []impl{
+			{name: "direct", build: buildDirect, zeroAlloc: true},
+			{name: "brace", build: func(tb testing.TB, s Stage) Stage {
+				r, err := retry.New[int, int](retry.Config{DelayFunc: noDelay})
+				must(tb, err)
+				return middleware.Apply(s, r,
+					breaker.Middleware[int, int](newBraceBreaker(tb)),
+					backpressure.Middleware[int, int](newBraceLimiter(tb, capacity, backpressure.Shed)))
+			}, zeroAlloc: true},
+			{name: "failsafe", build: func(_ testing.TB, s Stage) Stage {
+				// With(a, b, c) is a(b(c(fn))): retry outermost.
+				return failsafeCall(failsafe.With[int](
+					retrypolicy.NewBuilder[int]().WithMaxAttempts(3).WithDelay(0).Build(),
+					newFailsafeBreaker(),
+					bulkhead.New[int](capacity),
+				), s)
+			}},
+		}},
+	}
+}
+
+func BenchmarkComposed(b *testing.B)  { run(b, composedScenarios()) }
+func TestComposed(t *testing.T)       { verify(t, composedScenarios()) }
+func TestComposedAllocs(t *testing.T) { allocs(t, composedScenarios()) }
