@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -24,13 +25,21 @@ import (
 	"time"
 
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/backpressure"
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/budget"
+	"github.com/brace-go/brace/middleware/dedup"
+	"github.com/brace-go/brace/middleware/retry"
+	"github.com/brace-go/brace/middleware/timeout"
 	"github.com/brace-go/brace/pipeline"
 	"github.com/lmittmann/tint"
 )
 
 const (
 	runFor      = 3 * time.Second
-	workers     = 8
+	workers     = 12
+	skus        = 40
+	interval    = 6 * time.Millisecond // per worker: about 2000 requests a second in all
 	outageFrom  = 1 * time.Second
 	outageUntil = 1800 * time.Millisecond
 )
@@ -89,8 +98,12 @@ func run(log *slog.Logger, out io.Writer) error {
 		return fmt.Sprintf("%s x%d = %d¢", q.SKU, q.Qty, q.Total), nil
 	}
 
+	guard, err := newGuard(log, &st)
+	if err != nil {
+		return err
+	}
 	p := pipeline.From("parse", parse)
-	q := pipeline.Then(p, "lookup", lookup, middleware.Recover[order, quote]())
+	q := pipeline.Then(p, "lookup", lookup, guard.middlewares...)
 	r := pipeline.Then(q, "render", render)
 	call, err := r.Stage()
 	if err != nil {
@@ -105,25 +118,117 @@ func run(log *slog.Logger, out io.Writer) error {
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			for i := 0; ctx.Err() == nil; i++ {
-				line := fmt.Sprintf("sku-%d:%d", (w*7+i)%12, 1+i%3)
+			// Each worker sends a request every interval whatever happened
+			// to the last one (an open-loop load, like independent users),
+			// so the counts below are proportional to time, not to how fast
+			// the chain fails.
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for {
+				// Workers ask for a small set of popular SKUs, so identical
+				// requests overlap and Dedup can collapse them.
+				line := fmt.Sprintf("sku-%d:1", rng.IntN(skus))
 				_, err := call(ctx, line)
 				st.record(err)
-				if i%200 == 0 && err != nil {
+				if err != nil && st.shouldLog() {
 					log.Warn("call failed", "worker", w, "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
 				}
 			}
 		})
 	}
 	wg.Wait()
 
-	st.print(out, svc.Calls())
+	st.print(out, guard, svc)
 	return nil
+}
+
+// guard holds the lookup stage's middlewares and the shared state behind
+// them, so the summary can read their counters.
+type guard struct {
+	middlewares []middleware.Middleware[order, quote]
+	breaker     *breaker.Breaker
+	limiter     *backpressure.Limiter
+	dedup       *dedup.Counter
+	budget      *budget.Budget
+}
+
+// newGuard builds the lookup stage's chain, outermost first:
+//
+//	Dedup → Retry → Breaker → Backpressure → Timeout → Recover → lookup
+//
+// docs/ordering.md explains why this order.
+func newGuard(log *slog.Logger, st *stats) (*guard, error) {
+	g := &guard{dedup: new(dedup.Counter)}
+	var err error
+	if g.budget, err = budget.New(budget.Config{Ratio: 0.5}); err != nil {
+		return nil, err
+	}
+	dedupMW, err := dedup.New[order, quote](func(o order) order { return o }, dedup.Config{
+		TTL:     10 * time.Millisecond, // identical requests within 10ms share one result
+		OnServe: g.dedup.Observe,
+	})
+	if err != nil {
+		return nil, err
+	}
+	retryMW, err := retry.New[order, quote](retry.Config{
+		Name:        "lookup",
+		MaxAttempts: 3,
+		BaseDelay:   5 * time.Millisecond,
+		MaxDelay:    40 * time.Millisecond,
+		Budget:      g.budget,
+		OnRetry:     func(int, error, time.Duration) { st.retries.Add(1) },
+		Logger:      log.With("concern", "retry"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.breaker, err = breaker.New(breaker.Config{
+		Name:           "inventory",
+		Threshold:      8,
+		OpenTimeout:    150 * time.Millisecond,
+		HalfOpenProbes: 2,
+		OnStateChange: func(from, to breaker.State, _ breaker.Counts) {
+			st.transitions.Add(1)
+		},
+		Logger: log.With("concern", "breaker"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.limiter, err = backpressure.New(10, backpressure.Config{
+		Name:      "inventory",
+		SoftLimit: 8,
+	})
+	if err != nil {
+		return nil, err
+	}
+	timeoutMW, err := timeout.New[order, quote](timeout.Config{Name: "lookup", Duration: 30 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	g.middlewares = []middleware.Middleware[order, quote]{
+		dedupMW,
+		retryMW,
+		breaker.Middleware[order, quote](g.breaker),
+		backpressure.Middleware[order, quote](g.limiter),
+		timeoutMW,
+		middleware.Recover[order, quote](),
+	}
+	return g, nil
 }
 
 // stats counts the outcomes of the workers' calls by cause.
 type stats struct {
-	calls, ok, downstream, panics, cancelled, other atomic.Int64
+	calls, ok, downstream, panics, open, shed, timedOut, cancelled, other atomic.Int64
+	retries, transitions                                                  atomic.Int64
+	logged                                                                sync.Map // cause → struct{}: log each cause's first few failures only
+	logCount                                                              atomic.Int64
 }
 
 func (s *stats) record(err error) {
@@ -132,6 +237,12 @@ func (s *stats) record(err error) {
 	switch {
 	case err == nil:
 		s.ok.Add(1)
+	case errors.Is(err, breaker.ErrOpen):
+		s.open.Add(1)
+	case errors.Is(err, backpressure.ErrShed):
+		s.shed.Add(1)
+	case errors.Is(err, timeout.ErrTimeout):
+		s.timedOut.Add(1)
 	case errors.As(err, &pe):
 		s.panics.Add(1)
 	case errors.Is(err, errUnavailable):
@@ -143,16 +254,31 @@ func (s *stats) record(err error) {
 	}
 }
 
-func (s *stats) print(w io.Writer, downstreamCalls int) {
+// shouldLog keeps the log readable: only the first few failures are logged.
+func (s *stats) shouldLog() bool { return s.logCount.Add(1) <= 6 }
+
+func (s *stats) print(w io.Writer, g *guard, svc *downstream) {
+	calls, panics := svc.Counts()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	row := func(name string, v int64) { fmt.Fprintf(tw, "%s\t%d\t\n", name, v) }
+	row := func(name string, v any) { fmt.Fprintf(tw, "%s\t%v\t\n", name, v) }
+	ds := g.dedup.Stats()
 	fmt.Fprintln(tw, "summary\t\t")
 	row("calls", s.calls.Load())
 	row("successes", s.ok.Load())
 	row("failed: downstream error", s.downstream.Load())
+	row("failed: timeout", s.timedOut.Load())
 	row("failed: panic (recovered)", s.panics.Load())
+	row("failed: breaker open", s.open.Load())
+	row("failed: shed (backpressure)", s.shed.Load())
 	row("failed: run ended", s.cancelled.Load())
 	row("failed: other", s.other.Load())
-	row("downstream calls", int64(downstreamCalls))
+	row("retries", s.retries.Load())
+	row("breaker transitions", s.transitions.Load())
+	row("breaker state at end", g.breaker.State())
+	row("dedup: joined a running call", ds.Joins)
+	row("dedup: served from cache", ds.CacheHits)
+	row("dedup: executions", ds.Executions)
+	row("downstream calls", calls)
+	row("downstream panics (recovered)", panics)
 	tw.Flush()
 }

@@ -23,9 +23,10 @@ type downstream struct {
 	panicRate   float64
 	spikeRate   float64
 
-	mu    sync.Mutex // guards rng and calls
-	rng   *rand.Rand
-	calls int
+	mu     sync.Mutex // guards rng and the counts
+	rng    *rand.Rand
+	calls  int
+	panics int
 }
 
 func newDownstream(seed uint64, outageFrom, outageUntil time.Duration) *downstream {
@@ -52,14 +53,20 @@ func (d *downstream) draw() (latency time.Duration, fail, panics bool) {
 	}
 	since := time.Since(d.start)
 	outage := since >= d.outageFrom && since < d.outageUntil
-	return latency, outage || d.rng.Float64() < d.failRate, d.rng.Float64() < d.panicRate
+	fail = outage || d.rng.Float64() < d.failRate
+	panics = !fail && d.rng.Float64() < d.panicRate
+	if panics {
+		d.panics++
+	}
+	return latency, fail, panics
 }
 
-// Calls reports how many calls reached the downstream.
-func (d *downstream) Calls() int {
+// Counts reports how many calls reached the downstream and how many of
+// them panicked.
+func (d *downstream) Counts() (calls, panics int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.calls
+	return d.calls, d.panics
 }
 
 type stock struct {
