@@ -15,7 +15,14 @@ import (
 // ErrLimitExceeded is returned, without running the stage, when a call
 // arrives while as many calls are in flight as the current limit allows.
 // It is a plain sentinel so that shedding under overload allocates nothing.
-var ErrLimitExceeded = errors.New("adaptive: limit exceeded")
+// Its Retryable method reports false (Retry's classification contract): it
+// means "send less", and an immediate retry would defeat it.
+var ErrLimitExceeded error = limitExceeded{}
+
+type limitExceeded struct{}
+
+func (limitExceeded) Error() string   { return "adaptive: limit exceeded" }
+func (limitExceeded) Retryable() bool { return false }
 
 // Defaults for the zero [Config].
 const (

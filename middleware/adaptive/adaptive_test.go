@@ -78,8 +78,13 @@ func TestRejectsAtLimit(t *testing.T) {
 		}
 		permits = append(permits, p)
 	}
-	if _, err := l.Acquire(ctx); !errors.Is(err, adaptive.ErrLimitExceeded) {
+	_, err := l.Acquire(ctx)
+	if !errors.Is(err, adaptive.ErrLimitExceeded) {
 		t.Errorf("Acquire at the limit = %v, want ErrLimitExceeded", err)
+	}
+	var r interface{ Retryable() bool }
+	if !errors.As(err, &r) || r.Retryable() {
+		t.Errorf("ErrLimitExceeded must report Retryable() false, got %v", r)
 	}
 	permits[0].Release(false)
 	if _, err := l.Acquire(ctx); err != nil {
