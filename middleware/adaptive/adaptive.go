@@ -24,6 +24,11 @@ type limitExceeded struct{}
 func (limitExceeded) Error() string   { return "adaptive: limit exceeded" }
 func (limitExceeded) Retryable() bool { return false }
 
+// Rejected reports true: the call never reached the downstream, so a
+// circuit breaker around the limiter does not count it as the downstream's
+// failure (breaker.DefaultClassify ignores it).
+func (limitExceeded) Rejected() bool { return true }
+
 // Defaults for the zero [Config].
 const (
 	DefaultMin     = 1

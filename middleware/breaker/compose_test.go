@@ -3,12 +3,16 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/adaptive"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/ratelimit"
 )
 
 // Sheds from a limiter inside the breaker are local rejections: however many
@@ -56,5 +60,21 @@ func TestShedsInsideDoNotOpen(t *testing.T) {
 	wg.Wait()
 	if c := b.Counts(); c.Failures != 1 || c.ConsecutiveFailures != 1 {
 		t.Errorf("counts %+v, want the held call's one failure", c)
+	}
+}
+
+// Every kind of local rejection Brace produces is ignored by the default
+// classifier: none of them says anything about the downstream's health.
+func TestBraceRejectionsAreIgnored(t *testing.T) {
+	for _, err := range []error{
+		&backpressure.ShedError{Depth: 1, Capacity: 1, Weight: 1},
+		&backpressure.WeightError{Weight: 9, Capacity: 1},
+		&ratelimit.LimitedError{Delay: time.Second},
+		adaptive.ErrLimitExceeded,
+		&breaker.OpenError{Name: "inner", State: breaker.Open},
+	} {
+		if got := breaker.DefaultClassify(fmt.Errorf("wrapped: %w", err)); got != breaker.Ignore {
+			t.Errorf("DefaultClassify(%T) = %v, want Ignore", err, got)
+		}
 	}
 }

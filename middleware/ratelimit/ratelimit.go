@@ -35,6 +35,11 @@ func (e *LimitedError) Is(target error) bool { return target == ErrLimited }
 // RetryAfter returns Delay.
 func (e *LimitedError) RetryAfter() time.Duration { return e.Delay }
 
+// Rejected reports true: the call was refused before it reached the
+// downstream, so a circuit breaker around the limiter does not count it as
+// the downstream's failure (breaker.DefaultClassify ignores it).
+func (e *LimitedError) Rejected() bool { return true }
+
 // Config configures a [Limiter]. Rate is required; every other field has a
 // default.
 type Config struct {

@@ -1,0 +1,175 @@
+package middleware_test
+
+// Tests for the claims in docs/ordering.md: what each concern sees depends
+// on where it sits in the chain.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/backpressure"
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/fallback"
+	"github.com/brace-go/brace/middleware/retry"
+)
+
+var errDown = errors.New("downstream down")
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// failing returns a stage that always fails and counts its calls.
+func failing(calls *atomic.Int64) middleware.Stage[int, int] {
+	return func(context.Context, int) (int, error) {
+		calls.Add(1)
+		return 0, errDown
+	}
+}
+
+func quickRetry(attempts int) middleware.Middleware[int, int] {
+	return must(retry.New[int, int](retry.Config{MaxAttempts: attempts, BaseDelay: time.Millisecond, Jitter: retry.NoJitter}))
+}
+
+func TestOrderBreakerInsideRetrySeesEveryAttempt(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		breakerInside  bool
+		wantState      breaker.State
+		wantDownstream int64
+	}{
+		// Retry → Breaker: three failed attempts reach the threshold.
+		{"Retry outside Breaker", true, breaker.Open, 3},
+		// Breaker → Retry: the breaker sees one failed call.
+		{"Breaker outside Retry", false, breaker.Closed, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := must(breaker.New(breaker.Config{Threshold: 3}))
+				var calls atomic.Int64
+				mws := []middleware.Middleware[int, int]{quickRetry(3), breaker.Middleware[int, int](b)}
+				if !tt.breakerInside {
+					mws[0], mws[1] = mws[1], mws[0]
+				}
+				_, _ = middleware.Apply(failing(&calls), mws...)(context.Background(), 1)
+				if got := b.State(); got != tt.wantState {
+					t.Errorf("after one call the breaker is %v, want %v", got, tt.wantState)
+				}
+				if got := calls.Load(); got != tt.wantDownstream {
+					t.Errorf("downstream calls = %d, want %d", got, tt.wantDownstream)
+				}
+			})
+		})
+	}
+}
+
+func TestOrderBackpressureInsideRetryHoldsNoSlotWhileSleeping(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		bpInside  bool
+		wantDepth int64
+		wantShed  bool
+	}{
+		{"Retry outside Backpressure", true, 0, false},
+		{"Backpressure outside Retry", false, 1, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lim := must(backpressure.New(1, backpressure.Config{}))
+				slow := must(retry.New[int, int](retry.Config{MaxAttempts: 2, BaseDelay: time.Second, Jitter: retry.NoJitter}))
+				mws := []middleware.Middleware[int, int]{slow, backpressure.Middleware[int, int](lim)}
+				if !tt.bpInside {
+					mws[0], mws[1] = mws[1], mws[0]
+				}
+				var first atomic.Bool
+				first.Store(true)
+				stage := middleware.Apply(func(_ context.Context, in int) (int, error) {
+					if in == 1 && first.Swap(false) {
+						return 0, errDown // the first attempt fails; Retry sleeps 1s
+					}
+					return in, nil
+				}, mws...)
+
+				var wg sync.WaitGroup
+				wg.Go(func() { _, _ = stage(context.Background(), 1) })
+				synctest.Wait() // the first call is asleep between attempts
+				if got := lim.Depth(); got != tt.wantDepth {
+					t.Errorf("depth while Retry sleeps = %d, want %d", got, tt.wantDepth)
+				}
+				_, err := stage(context.Background(), 2)
+				if shed := errors.Is(err, backpressure.ErrShed); shed != tt.wantShed {
+					t.Errorf("second call: err = %v, want shed %v", err, tt.wantShed)
+				}
+				wg.Wait()
+			})
+		})
+	}
+}
+
+func TestOrderFallbackInsideBreakerHidesFailures(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		fbInside bool
+		want     breaker.State
+	}{
+		{"Fallback outside Breaker", false, breaker.Open},
+		{"Fallback inside Breaker", true, breaker.Closed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := must(breaker.New(breaker.Config{Threshold: 2}))
+			fb := fallback.Value[int, int](-1, fallback.Config{})
+			mws := []middleware.Middleware[int, int]{fb, breaker.Middleware[int, int](b)}
+			if tt.fbInside {
+				mws[0], mws[1] = mws[1], mws[0]
+			}
+			var calls atomic.Int64
+			stage := middleware.Apply(failing(&calls), mws...)
+			for range 5 {
+				if out, err := stage(context.Background(), 1); out != -1 || err != nil {
+					t.Fatalf("got (%d, %v), want the fallback (-1, nil)", out, err)
+				}
+			}
+			if got := b.State(); got != tt.want {
+				t.Errorf("breaker is %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOrderNestedRetryMultipliesAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		_, err := middleware.Apply(failing(&calls), quickRetry(3), quickRetry(3))(context.Background(), 1)
+		if !errors.Is(err, errDown) {
+			t.Fatalf("err = %v", err)
+		}
+		if got := calls.Load(); got != 9 {
+			t.Errorf("downstream calls = %d, want 3 × 3 = 9", got)
+		}
+	})
+}
+
+func TestOrderRecoverInnermostIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		stage := middleware.Apply(func(context.Context, int) (int, error) {
+			if calls.Add(1) == 1 {
+				panic("first attempt panics")
+			}
+			return 7, nil
+		}, quickRetry(3), middleware.Recover[int, int]())
+		out, err := stage(context.Background(), 1)
+		if out != 7 || err != nil || calls.Load() != 2 {
+			t.Errorf("got (%d, %v) after %d calls, want (7, nil) after 2", out, err, calls.Load())
+		}
+	})
+}
