@@ -126,6 +126,11 @@ type Config struct {
 	// Logger, if set, receives a debug record per retry and a warn record
 	// when retries run out. Nil means silent.
 	Logger *slog.Logger
+
+	// Counter, if set, counts calls, retries and exhaustions (see
+	// [Counter]). Nil means no counting, at the cost of one nil check per
+	// call; counting costs one atomic add per call.
+	Counter *Counter
 }
 
 // policy is a validated Config with defaults applied. It never changes.
@@ -140,6 +145,7 @@ type policy struct {
 	budget      *budget.Budget
 	onRetry     func(int, error, time.Duration)
 	logger      *slog.Logger
+	counter     *Counter
 }
 
 func newPolicy(cfg Config) (*policy, error) {
@@ -157,6 +163,7 @@ func newPolicy(cfg Config) (*policy, error) {
 		budget:      cfg.Budget,
 		onRetry:     cfg.OnRetry,
 		logger:      cfg.Logger,
+		counter:     cfg.Counter,
 	}
 	switch {
 	case p.maxAttempts == 0:

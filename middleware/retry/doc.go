@@ -69,9 +69,16 @@
 // OnRetry(attempt, err, delay) is called when a retry will really follow,
 // just before its delay; never for the first attempt and never when a
 // limit stops retrying (only the context ending during the delay can still
-// prevent the attempt). With a Logger, each retry logs at debug level ("retry":
-// "name", "attempt", "delay", "err") and exhaustion at warn level ("retry
-// exhausted": "name", "attempts", "reason", "err").
+// prevent the attempt). With a Logger, each retry logs at debug level
+// ("retry: retrying": "name", "attempt", "delay", "err") and exhaustion at
+// warn level ("retry: exhausted": "name", "attempts", "reason", "err").
+// All of Brace's events are listed in docs/observability.md.
+//
+// # Counting
+//
+// Config.Counter, a *[Counter], counts successes, failures, retries and
+// exhaustions; [Counter.Stats] returns a snapshot, and package otelbrace
+// publishes it as OpenTelemetry metrics. Counting is off by default.
 //
 // # Concurrency
 //
@@ -92,4 +99,11 @@
 // followed by a successful retry with zero delay costs 45 ns and allocates
 // nothing; three failures ending in an ExhaustedError cost 170 ns and 3
 // allocations (the error).
+//
+// A nil Config.Counter leaves the success path as above (3.2 ns against
+// 1.4 ns direct, same run). With a Counter a success costs 8.2 ns: one
+// atomic add, no allocation (BenchmarkRetrySuccessCounter,
+// TestCounterAllocs). With both cores calling through one Counter its
+// cache line moves between them: 7.5–11.7 ns per call against 3 ns
+// without (BenchmarkRetrySuccessCounterParallel).
 package retry

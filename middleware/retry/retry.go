@@ -65,9 +65,16 @@ func build[In, Out any](p *policy, check func(Out, error) bool) middleware.Middl
 			}
 			out, err := next(ctx, in)
 			if err == nil && check == nil {
+				if p.counter != nil {
+					p.counter.successes.Add(1)
+				}
 				return out, nil
 			}
-			return again(ctx, in, next, p, check, start, out, err)
+			out, err = again(ctx, in, next, p, check, start, out, err)
+			if p.counter != nil {
+				p.counter.done(err)
+			}
+			return out, err
 		}
 	}
 }
@@ -114,7 +121,7 @@ func again[In, Out any](ctx context.Context, in In, next middleware.Stage[In, Ou
 			p.onRetry(next1, last, delay)
 		}
 		if p.logger != nil && p.logger.Enabled(ctx, slog.LevelDebug) {
-			p.logger.LogAttrs(ctx, slog.LevelDebug, "retry", p.attrs(
+			p.logger.LogAttrs(ctx, slog.LevelDebug, "retry: retrying", p.attrs(
 				slog.Int("attempt", next1), slog.Duration("delay", delay), slog.Any("err", last))...)
 		}
 		if delay > 0 {
@@ -128,6 +135,9 @@ func again[In, Out any](ctx context.Context, in In, next middleware.Stage[In, Ou
 		}
 		earlier.add(last)
 		prev = delay
+		if p.counter != nil {
+			p.counter.retries.Add(1)
+		}
 		out, err = next(ctx, in)
 	}
 }
@@ -190,7 +200,7 @@ func (p *policy) exhausted(ctx context.Context, reason Reason, attempts int, del
 		}
 	}
 	if p.logger != nil && p.logger.Enabled(ctx, slog.LevelWarn) {
-		p.logger.LogAttrs(ctx, slog.LevelWarn, "retry exhausted", p.attrs(
+		p.logger.LogAttrs(ctx, slog.LevelWarn, "retry: exhausted", p.attrs(
 			slog.Int("attempts", attempts), slog.String("reason", reason.String()), slog.Any("err", last))...)
 	}
 	return e

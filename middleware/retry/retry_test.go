@@ -785,9 +785,9 @@ func TestLogger(t *testing.T) {
 		}))
 		mw := mustNew(t, retry.Config{Name: "db", BaseDelay: time.Second, Jitter: retry.NoJitter, Logger: logger})
 		mw(newFlaky(always(errBoom, 5)...).stage)(t.Context(), 0)
-		want := `level=DEBUG msg=retry name=db attempt=2 delay=1s err=boom
-level=DEBUG msg=retry name=db attempt=3 delay=2s err=boom
-level=WARN msg="retry exhausted" name=db attempts=3 reason="max attempts reached" err=boom
+		want := `level=DEBUG msg="retry: retrying" name=db attempt=2 delay=1s err=boom
+level=DEBUG msg="retry: retrying" name=db attempt=3 delay=2s err=boom
+level=WARN msg="retry: exhausted" name=db attempts=3 reason="max attempts reached" err=boom
 `
 		if diff := cmp.Diff(want, buf.String()); diff != "" {
 			t.Errorf("log (-want +got):\n%s", diff)
