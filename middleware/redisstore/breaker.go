@@ -1,0 +1,309 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultBreakerTTL is how long an unused breaker's state lives in Redis
+// when BreakerConfig.TTL is zero.
+const DefaultBreakerTTL = time.Hour
+
+// BreakerConfig configures a [BreakerStore]. The zero value is valid: keys
+// start with "brace", each Update is bounded by 100ms and state unused for
+// an hour expires.
+type BreakerConfig struct {
+	// Prefix starts every key. Default [DefaultPrefix]. It must not
+	// contain '{' or '}'.
+	Prefix string
+	// Timeout bounds each Update, whatever the caller's context says.
+	// Default [DefaultTimeout] (100ms).
+	Timeout time.Duration
+	// TTL is how long the state lives after its last use. Default
+	// [DefaultBreakerTTL] (1h). The store never lets it expire sooner than
+	// twice the open timeout and the window, nor before an open breaker's
+	// open time has passed.
+	TTL time.Duration
+}
+
+// BreakerStore is a [breaker.Store] in Redis: the state of one breaker,
+// shared by every breaker, in any process, that uses a store with the same
+// client, prefix and name. Build it with [NewBreakerStore] and set it as
+// breaker.Config.Store. It is safe for concurrent use.
+type BreakerStore struct {
+	common
+	key string
+	ttl time.Duration
+
+	// now, when set (tests only), replaces the server's clock: it returns
+	// microseconds.
+	now func() int64
+}
+
+// NewBreakerStore returns the store for the breaker called name. The
+// breaker's state is one hash, prefix:{breaker:name}:state. The client
+// must bound commands by their context (see [BreakerConfig] and the
+// package doc); a single-node, Sentinel or Cluster client all work.
+func NewBreakerStore(client redis.UniversalClient, name string, cfg BreakerConfig) (*BreakerStore, error) {
+	if cfg.TTL < 0 {
+		return nil, fmt.Errorf("redisstore: TTL must be positive, got %v", cfg.TTL)
+	}
+	c, err := newCommon(client, name, cfg.Prefix, cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultBreakerTTL
+	}
+	return &BreakerStore{common: c, key: c.key("breaker", name, "state"), ttl: cfg.TTL}, nil
+}
+
+// Key returns the Redis key of the breaker's state.
+func (s *BreakerStore) Key() string { return s.key }
+
+// Update implements [breaker.Store]: one atomic script, one round trip
+// (two when the server lost the script), bounded by the configured
+// Timeout. It is never retried by go-redis, so a result is counted at most
+// once; an error means the operation may not have been applied.
+func (s *BreakerStore) Update(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ttl := max(s.ttl, 2*p.OpenTimeout, 2*time.Duration(p.Buckets)*p.BucketWidth)
+	now := ""
+	if s.now != nil {
+		now = strconv.FormatInt(s.now(), 10)
+	}
+	v, err := breakerScript.run(ctx, s.client, []string{s.key},
+		int(op.Kind), op.Gen, b2i(op.Probe), op.Successes, op.Failures, op.Ignored, op.Slow,
+		micros(op.OpenFor), int(op.State),
+		p.Threshold, strconv.FormatFloat(p.FailureRate, 'g', -1, 64), strconv.FormatFloat(p.SlowCallRate, 'g', -1, 64),
+		p.MinCalls, p.Buckets, micros(p.BucketWidth), micros(p.OpenTimeout), p.Probes, p.SuccessThreshold,
+		ttl.Milliseconds(), now)
+	if err != nil {
+		return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: %w", s.key, err)
+	}
+	r, ok := v.([]any)
+	if !ok || len(r) != 11 {
+		return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: unexpected script reply %v", s.key, v)
+	}
+	var n [11]int64
+	for i, x := range r {
+		if n[i], ok = x.(int64); !ok {
+			return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: unexpected script reply %v", s.key, v)
+		}
+	}
+	return breaker.Snapshot{
+		State: breaker.State(n[0]),
+		Gen:   uint64(n[1]),
+		Counts: breaker.Counts{
+			Successes: int(n[2]), Failures: int(n[3]), Slow: int(n[4]),
+			ConsecutiveFailures: int(n[5]), Probes: int(n[6]), ProbeSuccesses: int(n[7]),
+		},
+		RetryAfter: time.Duration(n[8]) * time.Microsecond,
+		Admitted:   n[9] == 1,
+		Probe:      n[10] == 1,
+	}, nil
+}
+
+// Reset deletes the shared state: every breaker using it reads it as
+// closed at generation 1 on its next store operation. It is meant for
+// tests and operators; breakers never call it.
+func (s *BreakerStore) Reset(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.client.Del(ctx, s.key).Err(); err != nil {
+		return fmt.Errorf("redisstore: breaker %s: %w", s.key, err)
+	}
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// micros converts d to whole microseconds, the resolution of Redis TIME.
+func micros(d time.Duration) int64 { return int64(d / time.Microsecond) }
+
+// breakerScript is breaker's machine.step (middleware/breaker/state.go) in
+// Lua, on the server's clock in microseconds. It must stay in step with
+// the Go code: TestConformance runs both on the same operations.
+//
+// KEYS[1] is the breaker's hash: st state, g generation, u open deadline,
+// p probes taken, k probe successes, c consecutive failures, s and f
+// successes and failures of the generation (consecutive mode and
+// non-closed states), sh the window's shape, and b<i> the window's bucket
+// i as "number,successes,failures,slow".
+var breakerScript = newScript(`
+redis.replicate_commands()
+local key = KEYS[1]
+local kind, opgen, probe = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local S, F, I, W = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local openfor, force = tonumber(ARGV[8]), tonumber(ARGV[9])
+local threshold, failrate, slowrate = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local mincalls, nb, width = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local opentimeout, P, sthr, ttl = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
+local now
+if ARGV[20] ~= '' then
+	now = tonumber(ARGV[20])
+else
+	local t = redis.call('TIME')
+	now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local h = redis.call('HGETALL', key)
+local m = {}
+for i = 1, #h, 2 do m[h[i]] = h[i + 1] end
+local state, gen, untl = tonumber(m.st or 0), tonumber(m.g or 1), tonumber(m.u or 0)
+local probes, pok, consec = tonumber(m.p or 0), tonumber(m.k or 0), tonumber(m.c or 0)
+local succ, fail = tonumber(m.s or 0), tonumber(m.f or 0)
+local rate = threshold == 0
+local shape = 'c'
+if rate then shape = 'r:' .. nb .. ':' .. width end
+
+-- The window: win[i] = {number, successes, failures, slow}; dirty[i]
+-- marks buckets to write back (or delete, when win[i] is nil).
+local win, dirty = {}, {}
+if m.sh ~= shape then
+	for f in pairs(m) do
+		if string.sub(f, 1, 1) == 'b' then redis.call('HDEL', key, f) end
+	end
+elseif rate then
+	for i = 0, nb - 1 do
+		local v = m['b' .. i]
+		if v then
+			local a, b, c, d = string.match(v, '^(-?%d+),(%d+),(%d+),(%d+)$')
+			win[i] = {tonumber(a), tonumber(b), tonumber(c), tonumber(d)}
+		end
+	end
+end
+
+local function counts()
+	if rate and state == 0 then
+		local cs, cf, cw = 0, 0, 0
+		local n = math.floor(now / width)
+		for i = 0, nb - 1 do
+			local b = win[i]
+			if b and b[1] > n - nb and b[1] <= n then
+				cs, cf, cw = cs + b[2], cf + b[3], cw + b[4]
+			end
+		end
+		return cs, cf, cw
+	end
+	return succ, fail, 0
+end
+
+local function setState(to)
+	state, gen = to, gen + 1
+	probes, pok, consec, succ, fail = 0, 0, 0, 0, 0
+	for i = 0, nb - 1 do
+		if win[i] then win[i], dirty[i] = nil, true end
+	end
+end
+
+local function open()
+	local d = opentimeout
+	if openfor > 0 then d = openfor end
+	setState(1)
+	untl = now + d
+end
+
+local function bucketAt()
+	local n = math.floor(now / width)
+	local i = n % nb
+	local b = win[i]
+	if not b or b[1] ~= n then
+		b = {n, 0, 0, 0}
+		win[i] = b
+	end
+	dirty[i] = true
+	return b
+end
+
+local function record()
+	if state == 2 then
+		if probe ~= 1 then return end
+		if F > 0 then
+			open()
+		elseif S > 0 then
+			pok = pok + 1
+			if pok >= sthr then setState(0) end
+		elseif I > 0 then
+			probes = probes - 1
+		end
+	elseif state == 4 then
+		succ, fail = succ + S, fail + F
+	elseif state == 0 then
+		if not rate then
+			succ, fail = succ + S, fail + F
+			if S > 0 then consec = 0 end
+			consec = consec + F
+			if consec >= threshold then open() end
+			return
+		end
+		local b = bucketAt()
+		b[2], b[3], b[4] = b[2] + S, b[3] + F, b[4] + W
+		if F == 0 and W == 0 then return end
+		local cs, cf, cw = counts()
+		local calls = cs + cf
+		if calls < mincalls or calls == 0 then return end
+		if cf >= failrate * calls or (slowrate > 0 and cw >= slowrate * calls) then open() end
+	end
+end
+
+if state == 1 and now >= untl then setState(2) end
+local admitted, isprobe = 0, 0
+if kind == 1 then
+	if state == 0 or state == 4 then
+		admitted = 1
+	elseif state == 2 and probes < P then
+		probes = probes + 1
+		admitted, isprobe = 1, 1
+	end
+elseif kind == 2 then
+	if opgen == gen then record() end
+elseif kind == 3 then
+	if force == 0 or force == 3 or force == 4 then setState(force) end
+end
+
+-- Write back what changed; a breaker that was never used and did not
+-- change leaves no key.
+local vals = {st = state, g = gen, u = untl, p = probes, k = pok, c = consec, s = succ, f = fail}
+local set = {}
+for f, v in pairs(vals) do
+	if tonumber(m[f] or (f == 'g' and 1 or 0)) ~= v then
+		set[#set + 1] = f
+		set[#set + 1] = string.format('%d', v)
+	end
+end
+if m.sh ~= shape and (#set > 0 or next(dirty) ~= nil or #h > 0) then
+	set[#set + 1] = 'sh'
+	set[#set + 1] = shape
+end
+for i in pairs(dirty) do
+	local b = win[i]
+	if b then
+		set[#set + 1] = 'b' .. i
+		set[#set + 1] = string.format('%d,%d,%d,%d', b[1], b[2], b[3], b[4])
+	else
+		redis.call('HDEL', key, 'b' .. i)
+	end
+end
+if #set > 0 then redis.call('HSET', key, unpack(set)) end
+if #set > 0 or #h > 0 then
+	if state == 1 and untl > now then ttl = ttl + math.ceil((untl - now) / 1000) end
+	redis.call('PEXPIRE', key, string.format('%d', ttl))
+end
+
+local cs, cf, cw = counts()
+local retry = 0
+if state == 1 then retry = untl - now end
+return {state, gen, cs, cf, cw, consec, probes, pok, retry, admitted, isprobe}
+`)

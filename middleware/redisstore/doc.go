@@ -1,0 +1,82 @@
+// Package redisstore keeps Brace's shared state in Redis, so that the
+// processes of one service share one circuit breaker per downstream
+// instead of each rediscovering an outage on its own.
+//
+// It is a package of its own so that programs that do not import it do not
+// build github.com/redis/go-redis/v9. Every constructor takes a
+// redis.UniversalClient: a single-node, Sentinel (failover) or Cluster
+// client all work.
+//
+// # Breaker store
+//
+// A [BreakerStore] implements [breaker.Store]:
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+//	store, err := redisstore.NewBreakerStore(rdb, "payments", redisstore.BreakerConfig{})
+//	...
+//	b, err := breaker.New(breaker.Config{Name: "payments", Store: store})
+//
+// Every breaker, in any process, whose store has the same prefix and name
+// shares one state: failures in one open it for all, half-open probe slots
+// are global, and a process that starts joins the state as it is. The state
+// of a breaker is one hash, brace:{breaker:<name>}:state; the braces are a
+// hash tag, so on a Cluster all of one breaker's data lives in one slot.
+//
+// Each [BreakerStore.Update] is one Lua script (EVALSHA, re-sent with EVAL
+// when the server answers NOSCRIPT, as after a restart or SCRIPT FLUSH)
+// that applies breaker's state machine atomically on the server's clock
+// (TIME), so N concurrent failures from any number of processes are counted
+// N times, and clocks of different machines never meet. No lock is held
+// between two scripts, let alone across the guarded call. The script
+// mirrors breaker's Go state machine rule for rule; TestConformance runs
+// both on the same random operations and compares every snapshot.
+//
+// # Cost in round trips
+//
+// The breaker keeps a local view of the shared state and serves
+// closed-state calls from it for up to breaker.Config.StoreSync (1s): a
+// closed-state success costs no round trip (in consecutive mode, one only
+// when it resets a failure count; in rate mode successes are counted
+// locally and sent with the next operation), a failure, a probe or a stale
+// view costs one. docs/distributed.md has the full table and the key
+// layout.
+//
+// # Faults
+//
+// Every operation is bounded by its Timeout (default 100ms) whatever the
+// caller's context says, and is never retried by go-redis: a script whose
+// reply was lost may have run, and running it again would count a failure
+// twice. When Redis is down, slow or hung, the operation fails within the
+// bound and the breaker falls back to its local state (it still trips),
+// reports the error through OnStoreError and its Logger, and goes back to
+// Redis after StoreSync. The bound holds only if the client lets a
+// context deadline reach the socket: constructors reject a *redis.Client,
+// *redis.ClusterClient or *redis.Ring without ContextTimeoutEnabled, unless
+// its ReadTimeout and WriteTimeout are within Timeout.
+//
+// Keys expire when unused: a breaker's state after its TTL (default 1h,
+// never less than twice the open timeout and the window, nor before an
+// open breaker's time is up). An expired breaker reads as a fresh one.
+//
+// # Requirements
+//
+// Redis 5 or later (scripts that read TIME and then write are replicated
+// by their effects; Redis 7 does nothing else). The state survives a
+// restart only if Redis persists it; without persistence a restarted
+// Redis holds fresh, closed breakers, which every process adopts.
+//
+// # Concurrency
+//
+// Every type in the package is safe for concurrent use.
+//
+// # Cost
+//
+// Measured on a 2-core AMD EPYC VM against redis-server 7.0 on loopback
+// (BenchmarkBreakerClosed, one run): a closed-state success through
+// breaker.Middleware costs 29.6 ns with a BreakerStore against 29.2 ns
+// with a MemoryStore and 9.9 ns with no store (a direct call: 1.4 ns), and
+// allocates nothing; the difference to no store is the clock read that
+// ages the view. One store operation (BenchmarkRoundTrip) costs 30–65 µs
+// on loopback against 46 µs for a PING, and about 1.2 KB in 20
+// allocations, most of them go-redis's.
+package redisstore

@@ -1,0 +1,160 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/brace-go/brace/internal/redistest"
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/redisstore"
+)
+
+// events records a breaker's state changes and store errors.
+type events struct {
+	mu        sync.Mutex
+	changes   []string
+	storeErrs []error
+}
+
+func (e *events) config(cfg breaker.Config) breaker.Config {
+	cfg.OnStateChange = func(from, to breaker.State, _ breaker.Counts) {
+		e.mu.Lock()
+		e.changes = append(e.changes, from.String()+"->"+to.String())
+		e.mu.Unlock()
+	}
+	cfg.OnStoreError = func(err error) {
+		e.mu.Lock()
+		e.storeErrs = append(e.storeErrs, err)
+		e.mu.Unlock()
+	}
+	return cfg
+}
+
+func (e *events) get() ([]string, []error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.changes...), append([]error(nil), e.storeErrs...)
+}
+
+// TestFallbackWhenDown stops the server: the breaker reports the store
+// error once per StoreSync, decides locally, and still trips.
+func TestFallbackWhenDown(t *testing.T) {
+	srv := redistest.Start(t)
+	var ev events
+	b := mustBreaker(t, ev.config(breaker.Config{Threshold: 3, OpenTimeout: time.Hour, StoreSync: time.Hour,
+		Store: mustStore(t, srv.Client(t), name(t))}))
+	call(b, errBoom) // shared: one failure in Redis
+	srv.Stop()
+	call(b, errBoom)
+	call(b, errBoom)
+	if err := call(b, nil); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("store down after three failures: %v, want the local breaker open", err)
+	}
+	changes, errs := ev.get()
+	if len(errs) != 1 {
+		t.Errorf("store errors reported: %v, want one (no retry before StoreSync)", errs)
+	}
+	if len(changes) != 1 || changes[0] != "closed->open" {
+		t.Errorf("state changes %v, want [closed->open]", changes)
+	}
+}
+
+// TestResumeAfterRestart stops the server until the breaker has opened
+// locally, restarts it (empty: persistence is off) and checks that the
+// breaker goes back to the shared state by itself.
+func TestResumeAfterRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	var ev events
+	s := mustStore(t, srv.Client(t), name(t))
+	b := mustBreaker(t, ev.config(breaker.Config{Threshold: 2, OpenTimeout: time.Millisecond, StoreSync: time.Millisecond, Store: s}))
+	srv.Stop()
+	call(b, errBoom)
+	call(b, errBoom)
+	if changes, errs := ev.get(); len(changes) != 1 || changes[0] != "closed->open" || len(errs) == 0 {
+		t.Fatalf("store down: changes %v, store errors %v; want the local breaker open and errors reported", changes, errs)
+	}
+	srv.Restart(t) // takes longer than OpenTimeout and StoreSync
+	waitNotOpen(t, b)
+	// The next call goes to the store, adopts its (fresh) state and
+	// records the failure there.
+	if err := call(b, errBoom); !errors.Is(err, errBoom) {
+		t.Fatalf("after restart: %v, want the call admitted", err)
+	}
+	if got := read(t, s, consecutive(2, time.Millisecond)); got.Counts.ConsecutiveFailures != 1 {
+		t.Errorf("shared state after restart %+v, want the failure recorded in Redis", got)
+	}
+}
+
+// waitNotOpen waits, without sleeping, until b's local open time (1ms) has
+// passed: it has, almost always, by the time a restart has finished.
+func waitNotOpen(t *testing.T, b *breaker.Breaker) {
+	deadline := time.Now().Add(10 * time.Second)
+	for b.State() == breaker.Open {
+		if time.Now().After(deadline) {
+			t.Fatal("breaker still open after 10s")
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestResumeWhileClosed: the store fails once while the breaker is closed
+// and below its threshold; after StoreSync the breaker must use the shared
+// state again.
+func TestResumeWhileClosed(t *testing.T) {
+	t.Skip("breaker bug, reported to its owner: after a store error in closed state, Allow treats the local view as fresh forever (fresh := v.local || ...), so the breaker never goes back to the store until it opens locally; remove this skip when fixed")
+	srv := redistest.Start(t)
+	var ev events
+	s := mustStore(t, srv.Client(t), name(t))
+	b := mustBreaker(t, ev.config(breaker.Config{Threshold: 100, StoreSync: time.Millisecond, Store: s}))
+	call(b, errBoom)
+	srv.Stop()
+	call(b, errBoom) // local
+	srv.Restart(t)   // takes longer than StoreSync
+	for range 3 {
+		call(b, errBoom)
+	}
+	if got := read(t, s, consecutive(100, 30*time.Second)); got.Counts.ConsecutiveFailures == 0 {
+		_, errs := ev.get()
+		t.Errorf("no failure reached Redis after it came back (store errors: %v): the breaker stays on its local state", errs)
+	}
+}
+
+// TestHungServer freezes the server (SIGSTOP: connections stay open, nothing
+// answers). Every operation ends at the store's Timeout with
+// context.DeadlineExceeded — not at the client's ReadTimeout (set to a
+// minute here) — and the breaker falls back.
+func TestHungServer(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := srv.Options()
+	opts.ReadTimeout, opts.WriteTimeout = time.Minute, time.Minute
+	c := redisNewClient(t, opts)
+	s, err := redisstore.NewBreakerStore(c, name(t), redisstore.BreakerConfig{Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events
+	b := mustBreaker(t, ev.config(breaker.Config{Threshold: 2, OpenTimeout: time.Hour, StoreSync: time.Hour, Store: s}))
+	call(b, nil) // connect
+	srv.Freeze(t)
+	defer srv.Thaw(t)
+	p := consecutive(2, time.Hour)
+	start := time.Now()
+	_, err = s.Update(context.Background(), p, breaker.Op{Kind: breaker.OpResult, Gen: 1, Failures: 1})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Update on a hung server: %v, want context.DeadlineExceeded", err)
+	}
+	t.Logf("Update on a hung server returned after %v: %v", time.Since(start), err)
+	call(b, errBoom)
+	call(b, errBoom)
+	if err := call(b, nil); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("server hung: %v, want the local breaker open", err)
+	}
+	_, errs := ev.get()
+	if len(errs) != 1 || !errors.Is(errs[0], context.DeadlineExceeded) {
+		t.Errorf("store errors %v, want one context.DeadlineExceeded", errs)
+	}
+}

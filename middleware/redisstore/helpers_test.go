@@ -1,0 +1,128 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/brace-go/brace/internal/redistest"
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/redisstore"
+	"github.com/redis/go-redis/v9"
+)
+
+var errBoom = errors.New("boom")
+
+// counter is a go-redis hook that counts round trips (a command or a
+// pipeline each) and remembers the command names.
+type counter struct {
+	n     atomic.Int64
+	mu    sync.Mutex
+	names []string
+}
+
+func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		c.mu.Lock()
+		c.names = append(c.names, cmd.Name())
+		c.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(1)
+		c.mu.Lock()
+		c.names = append(c.names, "pipeline")
+		c.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// take returns the round trips since the last take and their commands.
+func (c *counter) take() (int64, []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := c.names
+	c.names = nil
+	return c.n.Swap(0), names
+}
+
+// client returns a client of the package's shared server with a counter
+// hook.
+func client(t *testing.T) (*redis.Client, *counter) {
+	t.Helper()
+	c := redistest.Shared(t).Client(t)
+	// Open the connection first: its handshake (HELLO, CLIENT) is not a
+	// round trip of a call.
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var n counter
+	c.AddHook(&n)
+	return c, &n
+}
+
+// name returns a breaker, cache or limiter name unique to the test.
+func name(t *testing.T) string {
+	return strings.NewReplacer("{", "(", "}", ")").Replace(t.Name())
+}
+
+func mustStore(t *testing.T, c redis.UniversalClient, name string) *redisstore.BreakerStore {
+	t.Helper()
+	s, err := redisstore.NewBreakerStore(c, name, redisstore.BreakerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustBreaker(t *testing.T, cfg breaker.Config) *breaker.Breaker {
+	t.Helper()
+	b, err := breaker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// call makes one call through b that returns err.
+func call(b *breaker.Breaker, err error) error {
+	ctx := context.Background()
+	tk, aerr := b.Allow(ctx)
+	if aerr != nil {
+		return aerr
+	}
+	b.Done(ctx, tk, err)
+	return err
+}
+
+// sync reads the shared state without changing it.
+func read(t *testing.T, s breaker.Store, p *breaker.Policy) breaker.Snapshot {
+	t.Helper()
+	snap, err := s.Update(context.Background(), p, breaker.Op{Kind: breaker.OpSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+// storeFunc is a breaker.Store made of a func, to observe a store.
+type storeFunc func(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error)
+
+func (f storeFunc) Update(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error) {
+	return f(ctx, p, op)
+}
+
+func redisNewClient(t *testing.T, o *redis.Options) *redis.Client {
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
