@@ -81,6 +81,11 @@ type Config struct {
 	// the Store before it reads the store again, and how long it waits after
 	// a store error before trying the store again. Default 1s.
 	StoreSync time.Duration
+
+	// Counter, when set, counts results, rejections and state changes
+	// (see [Counter]). Nil means no counting, at the cost of one nil
+	// check per call.
+	Counter *Counter
 }
 
 // DefaultClassify is the classifier used when Config.Classify is nil: nil
@@ -154,6 +159,7 @@ type Breaker struct {
 	onStore      func(error)
 	log          *slog.Logger
 	store        Store
+	counter      *Counter
 
 	mu         sync.Mutex
 	m          machine // without a store: the state; with one: the fallback
@@ -204,6 +210,7 @@ func New(cfg Config) (*Breaker, error) {
 		onStore:  cfg.OnStoreError,
 		log:      cfg.Logger,
 		store:    cfg.Store,
+		counter:  cfg.Counter,
 	}
 	if b.classify == nil {
 		b.classify, b.nilIsSuccess = DefaultClassify, true
@@ -313,10 +320,10 @@ func (b *Breaker) Allow(ctx context.Context) (Ticket, error) {
 			}
 			return t, nil
 		case ForcedOpen:
-			return Ticket{}, v.err
+			return b.reject(v.err)
 		case Open:
 			if b.now() < v.until {
-				return Ticket{}, v.err
+				return b.reject(v.err)
 			}
 		}
 	} else {
@@ -326,16 +333,24 @@ func (b *Breaker) Allow(ctx context.Context) (Ticket, error) {
 		case fresh && (v.state == Closed || v.state == ForcedClosed):
 			return Ticket{gen: v.gen, start: now, local: v.local}, nil
 		case fresh && v.state == ForcedOpen, fresh && v.state == Open && now < v.until:
-			return Ticket{}, v.err
+			return b.reject(v.err)
 		}
 	}
 	return b.allowSlow(ctx)
 }
 
+// reject refuses a call with err, counting it.
+func (b *Breaker) reject(err *OpenError) (Ticket, error) {
+	if b.counter != nil {
+		b.counter.rejections.Add(1)
+	}
+	return Ticket{}, err
+}
+
 func (b *Breaker) allowSlow(ctx context.Context) (Ticket, error) {
 	s, local := b.apply(ctx, Op{Kind: OpAcquire})
 	if !s.Admitted {
-		return Ticket{}, b.view.Load().err
+		return b.reject(b.view.Load().err)
 	}
 	return Ticket{gen: s.Gen, start: b.now(), probe: s.Probe, local: local}, nil
 }
@@ -362,6 +377,9 @@ func (b *Breaker) Record(ctx context.Context, t Ticket, o Outcome) {
 func (b *Breaker) record(ctx context.Context, t Ticket, o Outcome, err error) {
 	if t.gen == 0 {
 		return
+	}
+	if b.counter != nil {
+		b.counter.result(o)
 	}
 	var now int64
 	slow := false
@@ -455,7 +473,7 @@ func (b *Breaker) apply(ctx context.Context, op Op) (Snapshot, bool) {
 		}
 		b.retryAt.Store(b.now() + b.sync)
 		if b.log != nil {
-			b.log.Warn("breaker: store failed; using local state", "name", b.name, "err", err)
+			b.logAttrs(slog.LevelWarn, "breaker: store failed; using local state", slog.Any("err", err))
 		}
 		if b.onStore != nil {
 			b.onStore(err)
@@ -553,18 +571,34 @@ func (b *Breaker) deliver() {
 }
 
 func (b *Breaker) emit(t transition) {
+	if b.counter != nil {
+		b.counter.transitions[t.to].Add(1)
+	}
 	if b.log != nil {
 		level := slog.LevelInfo
 		if t.to == Open || t.to == ForcedOpen {
 			level = slog.LevelWarn
 		}
-		b.log.Log(context.Background(), level, "breaker: state changed",
-			"name", b.name, "from", t.from.String(), "to", t.to.String(),
-			"failures", t.counts.Failures, "consecutive_failures", t.counts.ConsecutiveFailures)
+		b.logAttrs(level, "breaker: state changed",
+			slog.String("from", t.from.String()), slog.String("to", t.to.String()),
+			slog.Int("failures", t.counts.Failures), slog.Int("consecutive_failures", t.counts.ConsecutiveFailures))
 	}
 	if b.onChange != nil {
 		b.onChange(t.from, t.to, t.counts)
 	}
+}
+
+// logAttrs logs a record with attrs and, when the breaker has one, its
+// name. b.log is not nil.
+func (b *Breaker) logAttrs(level slog.Level, msg string, attrs ...slog.Attr) {
+	ctx := context.Background()
+	if !b.log.Enabled(ctx, level) {
+		return
+	}
+	if b.name != "" {
+		attrs = append(attrs, slog.String("name", b.name))
+	}
+	b.log.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // State returns the current state. An open breaker whose open time has

@@ -49,9 +49,18 @@
 // OnStateChange is called for every change, in the order the changes
 // happened, outside any lock, with the counts of the generation that
 // ended; it may call back into the breaker. A Logger gets the same events
-// (warn when opening, info otherwise) with the attributes "name", "from",
-// "to", "failures" and "consecutive_failures", and store errors (warn,
-// "name", "err").
+// ("breaker: state changed", warn when opening, info otherwise) with the
+// attributes "from", "to", "failures", "consecutive_failures" and, when
+// Config.Name is set, "name", and store errors ("breaker: store failed;
+// using local state", warn, "err", "name"). All of Brace's events are
+// listed in docs/observability.md.
+//
+// # Counting
+//
+// Config.Counter, a *[Counter], counts results by outcome, rejections and
+// state changes by the state entered; [Counter.Stats] returns a snapshot.
+// [Breaker.State] and [Breaker.Counts] are the gauges. Package otelbrace
+// publishes both as OpenTelemetry metrics. Counting is off by default.
 //
 // # Shared state
 //
@@ -78,4 +87,12 @@
 // of it one read of the monotonic clock (time.Since costs 23 ns on this
 // machine); neither allocates. A failure takes a mutex. With a networked
 // Store a closed-state success adds one clock read and no round trip.
+//
+// A nil Config.Counter leaves these costs as they are (same run:
+// consecutive 9.9 ns against 1.5 ns direct). A Counter adds one atomic
+// add per call and allocates nothing (TestCounterAllocs): 13.3 ns in
+// consecutive mode, 47 ns in rate mode against 40 ns without
+// (BenchmarkBreakerCounter). With both cores calling through one Counter
+// its cache line moves between them: 18 ns against 4.8 ns in consecutive
+// mode.
 package breaker
