@@ -75,6 +75,11 @@ type Config struct {
 
 	// Name, if not empty, is added to log records as "name".
 	Name string
+
+	// Counter, if not nil, counts admitted, queued and shed calls (see
+	// [Counter]). Nil means no counting, at the cost of one nil check per
+	// call.
+	Counter *Counter
 }
 
 // ErrShed is the error every shed call's error wraps:
@@ -147,6 +152,7 @@ type Limiter struct {
 	onShed    func(*ShedError)
 	logger    *slog.Logger
 	name      string
+	counter   *Counter
 
 	// state packs the weight in flight (low 32 bits) and the number of
 	// queued waiters (high 32 bits) into one word, so that admission is a
@@ -207,6 +213,7 @@ func New(capacity int64, cfg Config) (*Limiter, error) {
 		onShed:    cfg.OnShed,
 		logger:    cfg.Logger,
 		name:      cfg.Name,
+		counter:   cfg.Counter,
 	}
 	if l.maxQueue == 0 {
 		l.maxQueue = capacity
@@ -261,6 +268,9 @@ func (l *Limiter) acquire(ctx context.Context, w int64) error {
 			return l.wait(ctx, w)
 		}
 		if l.state.CompareAndSwap(s, s+uint64(w)) {
+			if l.counter != nil {
+				l.counter.admitted.Add(1)
+			}
 			if l.softLimit > 0 {
 				l.checkSoftLimit(ctx, inflight+w, w)
 			}
@@ -326,6 +336,7 @@ func (l *Limiter) wait(ctx context.Context, w int64) error {
 			// Capacity was freed since the fast path looked.
 			if l.state.CompareAndSwap(s, s+uint64(w)) {
 				l.mu.Unlock()
+				l.admitted()
 				l.checkSoftLimit(ctx, inflight+w, w)
 				return nil
 			}
@@ -349,6 +360,9 @@ func (l *Limiter) wait(ctx context.Context, w int64) error {
 	}
 	l.tail = wt
 	l.mu.Unlock()
+	if l.counter != nil {
+		l.counter.waited.Add(1)
+	}
 
 	start := time.Now()
 	var timeout <-chan time.Time
@@ -359,6 +373,7 @@ func (l *Limiter) wait(ctx context.Context, w int64) error {
 	}
 	select {
 	case <-wt.ready:
+		l.admitted()
 		l.checkSoftLimit(ctx, wt.depth, w)
 		return nil
 	case <-ctx.Done():
@@ -367,14 +382,25 @@ func (l *Limiter) wait(ctx context.Context, w int64) error {
 			// slot goes back.
 			l.release(w)
 		}
+		if l.counter != nil {
+			l.counter.canceled.Add(1)
+		}
 		return ctx.Err()
 	case <-timeout:
 		if l.leave(wt) {
 			// Admitted as the wait ran out: keep the slot.
+			l.admitted()
 			l.checkSoftLimit(ctx, wt.depth, w)
 			return nil
 		}
 		return l.shed(ctx, w, l.state.Load(), time.Since(start))
+	}
+}
+
+// admitted counts an admission made off the fast path.
+func (l *Limiter) admitted() {
+	if l.counter != nil {
+		l.counter.admitted.Add(1)
 	}
 }
 
@@ -405,6 +431,9 @@ func (l *Limiter) checkSoftLimit(ctx context.Context, depth, w int64) {
 func (l *Limiter) shed(ctx context.Context, w int64, s uint64, waited time.Duration) error {
 	inflight, queued := split(s)
 	err := &ShedError{Depth: inflight, Capacity: l.capacity, Weight: w, Queued: queued, Waited: waited}
+	if l.counter != nil {
+		l.counter.shed.Add(1)
+	}
 	if l.onShed != nil {
 		l.onShed(err)
 	}

@@ -40,6 +40,14 @@
 // warning is logged. [Limiter.Depth], [Limiter.Queued] and
 // [Limiter.SoftLimitRatio] can be read at any time, for metrics.
 //
+// # Counting
+//
+// Config.Counter, a *[Counter], counts admitted, queued, shed and
+// cancelled calls; [Counter.Stats] returns a snapshot. Package otelbrace
+// publishes it with the gauges above as OpenTelemetry metrics. Counting is
+// off by default. Log records and hooks are listed in
+// docs/observability.md.
+//
 // # Defaults and the zero value
 //
 // The capacity is an argument of [New], between 1 and [MaxCapacity]; there
@@ -76,4 +84,10 @@
 // (BenchmarkAdmitParallel) the compare-and-swap contends: 35 ns against
 // 26 ns for the raw semaphore. A shed call allocates its *ShedError (48 B,
 // 21 ns); a queued call allocates its waiter and, with MaxWait, a timer.
+//
+// A nil Config.Counter leaves the admitted path as it is (15 ns against
+// 23 ns for the raw semaphore, same run). A Counter adds one atomic add
+// and no allocation (TestCounterAllocs): 20 ns, 0.86× the semaphore
+// (BenchmarkAdmitCounter). With both cores on one Limiter and one Counter,
+// 31 ns.
 package backpressure
