@@ -50,6 +50,11 @@ type Config struct {
 
 	// Name, if not empty, is added to log records as "name".
 	Name string
+
+	// Counter, if not nil, counts calls by how they were served, as
+	// OnServe would with Counter.Observe, alongside OnServe. Nil means no
+	// counting.
+	Counter *Counter
 }
 
 // ErrGoexit is returned to every caller of a shared call that called
@@ -230,6 +235,9 @@ func (g *group[In, Out, K]) served(ctx context.Context, k K, how Served, tr *Tra
 	if tr != nil {
 		tr.v.Store(uint32(how))
 	}
+	if g.cfg.Counter != nil {
+		g.cfg.Counter.Observe(how)
+	}
 	if g.cfg.OnServe != nil {
 		g.cfg.OnServe(how)
 	}
@@ -352,9 +360,10 @@ func Track(ctx context.Context) (context.Context, *Tracker) {
 // served, or NotServed if no dedup stage has served one.
 func (t *Tracker) Served() Served { return Served(t.v.Load()) }
 
-// Counter counts calls by how they were served. Use its Observe method as
-// Config.OnServe. The zero value is ready to use, and a Counter is safe for
-// concurrent use.
+// Counter counts calls by how they were served. Set it as Config.Counter
+// (or use its Observe method as Config.OnServe). The zero value is ready to
+// use, a Counter is safe for concurrent use, and one Counter may be shared
+// by several middlewares to count them together.
 type Counter struct {
 	executions, joins, cacheHits atomic.Uint64
 }
@@ -378,7 +387,10 @@ func (c *Counter) Observe(s Served) {
 	}
 }
 
-// Stats returns the counts so far.
+// Stats returns the counts so far. A nil Counter returns zero Stats.
 func (c *Counter) Stats() Stats {
+	if c == nil {
+		return Stats{}
+	}
 	return Stats{Executions: c.executions.Load(), Joins: c.joins.Load(), CacheHits: c.cacheHits.Load()}
 }

@@ -45,7 +45,9 @@
 // A call is [Executed] (it started the shared call), [Joined] (it waited
 // for one already running) or [Cached]. [Track] gives a caller a [Tracker]
 // that records this for its own call, Config.OnServe sees every call, and
-// a [Counter] used as OnServe counts executions, joins and cache hits.
+// a [Counter] set as Config.Counter counts executions, joins and cache
+// hits (package otelbrace publishes them as OpenTelemetry metrics). Log
+// records and hooks are listed in docs/observability.md.
 //
 // # Cache
 //
@@ -85,5 +87,7 @@
 // allocs for DoChan (about 1.3×) and about 90 ns, 1 alloc for
 // singleflight.Do, which cannot let a caller stop waiting. A cache hit
 // (BenchmarkCacheHit) costs about 70–100 ns and allocates nothing
-// (TestCacheHitAllocs).
+// (TestCacheHitAllocs). A Config.Counter adds one atomic add per call:
+// a cache hit then costs about 65–70 ns against 60–64 ns without, in the
+// same run (BenchmarkCacheHitCounter), still without allocating.
 package dedup
