@@ -34,6 +34,16 @@
 // deadline, with how long it ran, so a stage that ignores its context shows
 // up.
 //
+// # Events and counting
+//
+// The log record is "timeout: timed out" at warn level, with "timeout",
+// "elapsed", "err" and, when Config.Name is set, "name" (all of Brace's
+// events are listed in docs/observability.md). Config.Counter, a
+// *[Counter], counts calls and timeouts; [Counter.Stats] returns a
+// snapshot, and package otelbrace publishes it as OpenTelemetry metrics.
+// A Counter adds one atomic add per call (two for a timeout) to a path
+// that already costs hundreds of nanoseconds.
+//
 // # Errors
 //
 // When the middleware's own deadline passed before the stage returned an

@@ -61,9 +61,14 @@ type Config struct {
 	// runs on the caller's goroutine.
 	OnTimeout func(elapsed time.Duration, err error)
 
-	// Logger, if set, receives a warn record ("timeout": "name",
-	// "timeout", "elapsed", "err") whenever OnTimeout would be called.
+	// Logger, if set, receives a warn record ("timeout: timed out":
+	// "name", "timeout", "elapsed", "err") whenever OnTimeout would be
+	// called.
 	Logger *slog.Logger
+
+	// Counter, if set, counts calls and timeouts (see [Counter]). Nil
+	// means no counting.
+	Counter *Counter
 }
 
 // New returns a middleware that runs each call of the stage on a context
@@ -74,12 +79,15 @@ func New[In, Out any](cfg Config) (middleware.Middleware[In, Out], error) {
 	if cfg.Duration <= 0 {
 		return nil, fmt.Errorf("timeout: Duration must be positive, got %v", cfg.Duration)
 	}
-	d := cfg.Duration
+	d, counter := cfg.Duration, cfg.Counter
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
 		if next == nil {
 			next = middleware.Apply[In, Out](nil) // fails with middleware.ErrNilStage
 		}
 		return func(ctx context.Context, in In) (Out, error) {
+			if counter != nil {
+				counter.calls.Add(1)
+			}
 			start := time.Now()
 			if dl, ok := ctx.Deadline(); ok && !dl.After(start.Add(d)) {
 				// The caller's deadline comes first: it is the one that
@@ -97,6 +105,9 @@ func New[In, Out any](cfg Config) (middleware.Middleware[In, Out], error) {
 			if err != nil {
 				err = &Error{Duration: d, Err: err}
 			}
+			if counter != nil {
+				counter.timeouts.Add(1)
+			}
 			if cfg.OnTimeout != nil || cfg.Logger != nil {
 				elapsed := time.Since(start)
 				if cfg.OnTimeout != nil {
@@ -107,7 +118,7 @@ func New[In, Out any](cfg Config) (middleware.Middleware[In, Out], error) {
 					if cfg.Name != "" {
 						attrs = append([]slog.Attr{slog.String("name", cfg.Name)}, attrs...)
 					}
-					cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "timeout", attrs...)
+					cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "timeout: timed out", attrs...)
 				}
 			}
 			return out, err

@@ -288,7 +288,7 @@ func TestLogger(t *testing.T) {
 		mw := mustNew(t, timeout.Config{Duration: time.Second, Name: "db", Logger: logger})
 		mw(cooperative(time.Hour))(t.Context(), 1)
 		mw(cooperative(time.Millisecond))(t.Context(), 1)
-		want := `level=WARN msg=timeout name=db timeout=1s elapsed=1s err="timeout: stage did not finish within 1s: context deadline exceeded"` + "\n"
+		want := `level=WARN msg="timeout: timed out" name=db timeout=1s elapsed=1s err="timeout: stage did not finish within 1s: context deadline exceeded"` + "\n"
 		if diff := cmp.Diff(want, buf.String()); diff != "" {
 			t.Errorf("log (-want +got):\n%s", diff)
 		}
