@@ -48,7 +48,11 @@
 //
 // OnLimited is called after each refusal (with the key, for Keyed), outside
 // any lock. A Logger receives a Warn record "ratelimit: limited" with the
-// attributes "delay" and, for Keyed, "key".
+// attributes "delay", for Keyed "key", and "name" when Name is set (all of
+// Brace's events are listed in docs/observability.md). A [Counter] set as
+// Config.Counter or KeyedConfig.Counter counts admitted and limited calls;
+// [Counter.Stats] returns a snapshot, and package otelbrace publishes it
+// as OpenTelemetry metrics.
 //
 // # Concurrency
 //
@@ -66,5 +70,7 @@
 // is 1.5 ns), and allocates nothing. Through [PerKey] with 1,000 string keys
 // it costs about 100–120 ns, also with no allocation. A refusal costs about
 // 130 ns and allocates only its 8-byte *LimitedError. See the benchmarks
-// and TestAllocs.
+// and TestAllocs. A Counter adds one atomic add per call and no
+// allocation: about 81 ns against 76 ns without, same run
+// (BenchmarkMiddlewareCounter).
 package ratelimit

@@ -45,8 +45,16 @@ type KeyedConfig[K comparable] struct {
 	OnLimited func(key K, delay time.Duration)
 
 	// Logger, if set, receives a Warn record "ratelimit: limited" with the
-	// attributes "key" and "delay" for each rejection. Nil means silent.
+	// attributes "key" and "delay" (and "name") for each rejection. Nil
+	// means silent.
 	Logger *slog.Logger
+
+	// Name, if not empty, is added to log records as "name".
+	Name string
+
+	// Counter, if set, counts admitted and limited calls over all keys
+	// (see [Counter]). Nil means no counting.
+	Counter *Counter
 }
 
 // Keyed is a set of token buckets, one per key, bounded in number. A key
@@ -61,6 +69,8 @@ type Keyed[K comparable] struct {
 	idle      time.Duration
 	onLimited func(K, time.Duration)
 	logger    *slog.Logger
+	name      string
+	counter   *Counter
 
 	mu    sync.Mutex
 	keys  map[K]*bucket[K]
@@ -100,6 +110,8 @@ func NewKeyed[K comparable](cfg KeyedConfig[K]) (*Keyed[K], error) {
 		idle:      cfg.IdleTimeout,
 		onLimited: cfg.OnLimited,
 		logger:    cfg.Logger,
+		name:      cfg.Name,
+		counter:   cfg.Counter,
 		keys:      make(map[K]*bucket[K]),
 	}
 	k.lru.next, k.lru.prev = &k.lru, &k.lru
@@ -121,6 +133,7 @@ func (k *Keyed[K]) Admit(ctx context.Context, key K) error {
 		return err
 	}
 	if k.s.limit == rate.Inf {
+		k.counter.admit(nil)
 		return nil
 	}
 	now := time.Now()
@@ -131,6 +144,7 @@ func (k *Keyed[K]) Admit(ctx context.Context, key K) error {
 	b := k.get(key, now)
 	if b.lim.AllowN(now, 1) {
 		k.mu.Unlock()
+		k.counter.admit(nil)
 		return nil
 	}
 	if k.s.maxWait == 0 {
@@ -144,7 +158,9 @@ func (k *Keyed[K]) Admit(ctx context.Context, key K) error {
 	if !ok {
 		return k.refuse(ctx, key, delay)
 	}
-	return sleep(ctx, r, delay)
+	err := sleep(ctx, r, delay)
+	k.counter.admit(err)
+	return err
 }
 
 // get returns key's bucket, creating it if needed, and marks it most
@@ -200,11 +216,12 @@ func (k *Keyed[K]) pushFront(b *bucket[K]) {
 }
 
 func (k *Keyed[K]) refuse(ctx context.Context, key K, delay time.Duration) error {
+	k.counter.limit()
 	if k.onLimited != nil {
 		k.onLimited(key, delay)
 	}
 	if k.logger != nil {
-		k.logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: limited", slog.Any("key", key), slog.Duration("delay", delay))
+		logLimited(ctx, k.logger, k.name, slog.Any("key", key), slog.Duration("delay", delay))
 	}
 	return &LimitedError{Delay: delay}
 }

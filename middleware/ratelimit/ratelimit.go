@@ -65,8 +65,15 @@ type Config struct {
 	OnLimited func(delay time.Duration)
 
 	// Logger, if set, receives a Warn record "ratelimit: limited" with the
-	// attribute "delay" for each rejection. Nil means silent.
+	// attribute "delay" (and "name") for each rejection. Nil means silent.
 	Logger *slog.Logger
+
+	// Name, if not empty, is added to log records as "name".
+	Name string
+
+	// Counter, if set, counts admitted and limited calls (see [Counter]).
+	// Nil means no counting, at the cost of one nil check per call.
+	Counter *Counter
 }
 
 // settings is the validated form shared by Limiter and Keyed.
@@ -103,6 +110,8 @@ type Limiter struct {
 	s         settings
 	onLimited func(time.Duration)
 	logger    *slog.Logger
+	name      string
+	counter   *Counter
 }
 
 // New returns a Limiter for cfg, or an error naming the first invalid
@@ -117,6 +126,8 @@ func New(cfg Config) (*Limiter, error) {
 		s:         s,
 		onLimited: cfg.OnLimited,
 		logger:    cfg.Logger,
+		name:      cfg.Name,
+		counter:   cfg.Counter,
 	}, nil
 }
 
@@ -133,12 +144,15 @@ func (l *Limiter) Admit(ctx context.Context) error {
 	}
 	now := time.Now()
 	if l.lim.AllowN(now, 1) {
+		l.counter.admit(nil)
 		return nil
 	}
 	if l.s.maxWait == 0 {
 		return l.refuse(ctx, delayFor(l.lim, now))
 	}
-	return l.wait(ctx, now)
+	err := l.wait(ctx, now)
+	l.counter.admit(err)
+	return err
 }
 
 // wait reserves a token and waits for it, within MaxWait and the context.
@@ -152,13 +166,25 @@ func (l *Limiter) wait(ctx context.Context, now time.Time) error {
 }
 
 func (l *Limiter) refuse(ctx context.Context, delay time.Duration) error {
+	l.counter.limit()
 	if l.onLimited != nil {
 		l.onLimited(delay)
 	}
 	if l.logger != nil {
-		l.logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: limited", slog.Duration("delay", delay))
+		logLimited(ctx, l.logger, l.name, slog.Duration("delay", delay))
 	}
 	return &LimitedError{Delay: delay}
+}
+
+// logLimited logs a rejection with attrs and, if set, name.
+func logLimited(ctx context.Context, logger *slog.Logger, name string, attrs ...slog.Attr) {
+	if !logger.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	if name != "" {
+		attrs = append(attrs, slog.String("name", name))
+	}
+	logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: limited", attrs...)
 }
 
 // delayFor estimates how long until lim holds one whole token.
