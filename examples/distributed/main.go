@@ -1,0 +1,276 @@
+// Command distributed runs two OS processes that share one circuit breaker
+// through Redis: failures recorded by one open the breaker for both, and
+// the shared counts are exact.
+//
+//	go run ./examples/distributed                      # starts its own redis-server
+//	go run ./examples/distributed -addr localhost:6379  # or BRACE_REDIS_ADDR=localhost:6379
+//
+// Without -addr (or BRACE_REDIS_ADDR) it starts a redis-server (Debian
+// package redis-server) on a free loopback port with persistence off and
+// stops it at the end. The program re-executes itself twice as child
+// processes, A and B; each builds its own Redis client, store and breaker
+// named "payments-<pid of the parent>", and makes the calls the parent
+// tells it to, over its standard input.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/redisstore"
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	threshold = 5
+	storeSync = 100 * time.Millisecond // how stale a process's view may be
+)
+
+var errDown = errors.New("payments: 503 service unavailable")
+
+func main() {
+	addr := flag.String("addr", os.Getenv("BRACE_REDIS_ADDR"), "Redis address (default $BRACE_REDIS_ADDR; empty starts a redis-server)")
+	child := flag.String("child", "", "internal: run as child process with this name")
+	name := flag.String("name", "", "internal: the breaker's name")
+	flag.Parse()
+	var err error
+	if *child != "" {
+		err = runChild(*child, *addr, *name)
+	} else {
+		err = runParent(*addr)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "distributed:", err)
+		os.Exit(1)
+	}
+}
+
+func newClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+}
+
+func newBreaker(rdb *redis.Client, name string) (*breaker.Breaker, *redisstore.BreakerStore, error) {
+	store, err := redisstore.NewBreakerStore(rdb, name, redisstore.BreakerConfig{})
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := breaker.New(breaker.Config{Name: "payments", Threshold: threshold, OpenTimeout: 30 * time.Second,
+		Store: store, StoreSync: storeSync,
+		OnStoreError: func(err error) { fmt.Fprintln(os.Stderr, "store error:", err) }})
+	return b, store, err
+}
+
+// runChild serves commands from stdin: "fail" makes a call that fails,
+// "call" one that succeeds; each gets one line of answer.
+func runChild(me, addr, name string) error {
+	rdb := newClient(addr)
+	defer rdb.Close()
+	b, _, err := newBreaker(rdb, name)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		var callErr error
+		if in.Text() == "fail" {
+			callErr = errDown
+		}
+		t, err := b.Allow(ctx)
+		if err != nil {
+			fmt.Printf("%s (pid %d): rejected: %v\n", me, os.Getpid(), err)
+			continue
+		}
+		b.Done(ctx, t, callErr)
+		if callErr != nil {
+			fmt.Printf("%s (pid %d): call failed: %v\n", me, os.Getpid(), callErr)
+		} else {
+			fmt.Printf("%s (pid %d): call succeeded\n", me, os.Getpid())
+		}
+	}
+	return in.Err()
+}
+
+// proc is a running child.
+type proc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func startChild(me, addr, name string) (*proc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "-child", me, "-addr", addr, "-name", name)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &proc{cmd: cmd, in: in, out: bufio.NewScanner(out)}, nil
+}
+
+// do sends one command and prints the child's answer.
+func (p *proc) do(command string) error {
+	if _, err := fmt.Fprintln(p.in, command); err != nil {
+		return err
+	}
+	if !p.out.Scan() {
+		return fmt.Errorf("child ended: %v", p.out.Err())
+	}
+	fmt.Println("  " + p.out.Text())
+	return nil
+}
+
+func (p *proc) stop() error {
+	p.in.Close()
+	return p.cmd.Wait()
+}
+
+func runParent(addr string) error {
+	if addr == "" {
+		srv, err := startRedis()
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		addr = srv.addr
+		fmt.Printf("started redis-server on %s (persistence off)\n", addr)
+	}
+	name := "payments-" + strconv.Itoa(os.Getpid())
+	rdb := newClient(addr)
+	defer rdb.Close()
+	_, store, err := newBreaker(rdb, name)
+	if err != nil {
+		return err
+	}
+	defer store.Reset(context.Background())
+	policy := &breaker.Policy{Threshold: threshold, OpenTimeout: 30 * time.Second, Probes: 1, SuccessThreshold: 1}
+	shared := func() {
+		s, err := store.Update(context.Background(), policy, breaker.Op{Kind: breaker.OpSync})
+		if err != nil {
+			fmt.Println("  shared state: unavailable:", err)
+			return
+		}
+		line := fmt.Sprintf("  shared state in Redis (%s): %v, generation %d", store.Key(), s.State, s.Gen)
+		if s.State == breaker.Open {
+			line += fmt.Sprintf(", probes in %.0fs", s.RetryAfter.Seconds())
+		} else {
+			line += fmt.Sprintf(", consecutive failures %d", s.Counts.ConsecutiveFailures)
+		}
+		fmt.Println(line)
+	}
+
+	a, err := startChild("A", addr, name)
+	if err != nil {
+		return err
+	}
+	b, err := startChild("B", addr, name)
+	if err != nil {
+		return err
+	}
+	steps := []struct {
+		say  string
+		proc *proc
+		cmds []string
+	}{
+		{"B makes a call", b, []string{"call"}},
+		{"A's calls fail three times", a, []string{"fail", "fail", "fail"}},
+		{"B's calls fail twice: the fifth shared failure opens the breaker", b, []string{"fail", "fail"}},
+		{"A, which recorded only three failures, is rejected too", a, []string{"call"}},
+	}
+	for _, st := range steps {
+		fmt.Println(st.say + ":")
+		for _, c := range st.cmds {
+			if err := st.proc.do(c); err != nil {
+				return err
+			}
+		}
+		shared()
+		time.Sleep(storeSync) // let every view age past StoreSync
+	}
+	fmt.Println("a third process joins and finds it open (it never resets shared state):")
+	c, err := startChild("C", addr, name)
+	if err != nil {
+		return err
+	}
+	if err := c.do("call"); err != nil {
+		return err
+	}
+	shared()
+	for _, p := range []*proc{a, b, c} {
+		if err := p.stop(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redisServer is a redis-server this program started.
+type redisServer struct {
+	addr string
+	cmd  *exec.Cmd
+	dir  string
+}
+
+func startRedis() (*redisServer, error) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found (install the Debian package redis-server, or pass -addr / set BRACE_REDIS_ADDR): %w", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir, err := os.MkdirTemp("", "brace-distributed-")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &redisServer{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, dir: dir}
+	for range 500 { // up to 5s
+		if c, err := net.Dial("tcp", s.addr); err == nil {
+			fmt.Fprint(c, "PING\r\n")
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if strings.HasPrefix(line, "+PONG") {
+				return s, nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.stop()
+	return nil, fmt.Errorf("redis-server on %s did not answer PING", s.addr)
+}
+
+func (s *redisServer) stop() {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	os.RemoveAll(s.dir)
+}
