@@ -63,10 +63,17 @@ type Config struct {
 	// is rejected. It is called outside any lock.
 	OnReject func(limit int)
 
-	// Logger, if set, receives a Debug record "adaptive: limit" with the
-	// attributes "from", "to" and "latency" (the window's mean) each time
-	// the limit changes. Nil means silent.
+	// Logger, if set, receives a Debug record "adaptive: limit changed"
+	// with the attributes "from", "to", "latency" (the window's mean) and
+	// "name" each time the limit changes. Nil means silent.
 	Logger *slog.Logger
+
+	// Name, if not empty, is added to log records as "name".
+	Name string
+
+	// Counter, if set, counts admitted and rejected calls and limit
+	// changes (see [Counter]). Nil means no counting.
+	Counter *Counter
 }
 
 // Limiter is an adaptive concurrency limit: it admits calls while fewer
@@ -79,6 +86,8 @@ type Limiter struct {
 	onLimitChange func(from, to int)
 	onReject      func(int)
 	logger        *slog.Logger
+	name          string
+	counter       *Counter
 
 	mu       sync.Mutex
 	estimate float64 // the limit the algorithm has arrived at
@@ -126,6 +135,8 @@ func New(cfg Config) (*Limiter, error) {
 		onLimitChange: cfg.OnLimitChange,
 		onReject:      cfg.OnReject,
 		logger:        cfg.Logger,
+		name:          cfg.Name,
+		counter:       cfg.Counter,
 		estimate:      float64(cfg.Initial),
 		limit:         cfg.Initial,
 		// The first probe comes early: the first windows may all have
@@ -165,6 +176,9 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if l.inflight >= l.limit {
 		limit := l.limit
 		l.mu.Unlock()
+		if l.counter != nil {
+			l.counter.rejected.Add(1)
+		}
 		if l.onReject != nil {
 			l.onReject(limit)
 		}
@@ -173,6 +187,9 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	l.inflight++
 	l.peak = max(l.peak, l.inflight)
 	l.mu.Unlock()
+	if l.counter != nil {
+		l.counter.admitted.Add(1)
+	}
 	return Permit{l: l, start: time.Now()}, nil
 }
 
@@ -198,12 +215,18 @@ func (p Permit) Release(sample bool) {
 	from, to, mean, changed := l.record(p.start, rtt)
 	l.mu.Unlock()
 	if changed {
+		if l.counter != nil {
+			l.counter.changes.Add(1)
+		}
 		if l.onLimitChange != nil {
 			l.onLimitChange(from, to)
 		}
 		if l.logger != nil {
-			l.logger.LogAttrs(context.Background(), slog.LevelDebug, "adaptive: limit",
-				slog.Int("from", from), slog.Int("to", to), slog.Duration("latency", mean))
+			attrs := []slog.Attr{slog.Int("from", from), slog.Int("to", to), slog.Duration("latency", mean)}
+			if l.name != "" {
+				attrs = append(attrs, slog.String("name", l.name))
+			}
+			l.logger.LogAttrs(context.Background(), slog.LevelDebug, "adaptive: limit changed", attrs...)
 		}
 	}
 }

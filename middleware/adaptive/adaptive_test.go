@@ -291,7 +291,7 @@ func TestHooksAndLogger(t *testing.T) {
 			t.Errorf("OnLimitChange (-want +got):\n%s", diff)
 		}
 		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-		want := `level=DEBUG msg="adaptive: limit" from=1 to=2 latency=10ms`
+		want := `level=DEBUG msg="adaptive: limit changed" from=1 to=2 latency=10ms`
 		if len(lines) != 2 || lines[0] != want {
 			t.Errorf("log lines = %q, want 2 starting with %q", lines, want)
 		}

@@ -49,8 +49,13 @@
 //
 // OnLimitChange is called with the old and new enforced limit, and
 // OnReject with the limit at each rejection, both outside the lock. A
-// Logger receives a Debug record "adaptive: limit" with "from", "to" and
-// "latency" at each change.
+// Logger receives a Debug record "adaptive: limit changed" with "from",
+// "to", "latency" and, when Config.Name is set, "name" at each change (all
+// of Brace's events are listed in docs/observability.md). A [Counter] set
+// as Config.Counter counts admitted and rejected calls and limit changes;
+// [Counter.Stats] returns a snapshot, and package otelbrace publishes it
+// with the gauges [Limiter.Limit] and [Limiter.Inflight] as OpenTelemetry
+// metrics.
 //
 // # Concurrency
 //
@@ -65,4 +70,6 @@
 // mutex sections and a clock read around the call, BenchmarkMutexCounter;
 // a direct call is 1.7 ns) and allocates nothing. A rejection costs about
 // 13 ns and allocates nothing, so shedding stays cheap under overload.
+// A Counter adds one atomic add per call and no allocation: about 96 ns
+// against 91 ns without, same run (BenchmarkMiddlewareCounter).
 package adaptive
