@@ -73,8 +73,15 @@ type Config struct {
 	// Logger, if set, receives a Debug record "hedge: attempt" with the
 	// attributes "attempt" and "delay" for each hedge, and a Debug record
 	// "hedge: budget exhausted" with "attempt" when the budget refuses one.
-	// Nil means silent.
+	// Nil means silent. Both carry "name" when Name is set.
 	Logger *slog.Logger
+
+	// Name, if not empty, is added to log records as "name".
+	Name string
+
+	// Counter, if set, counts calls, hedges, hedges that won and hedges
+	// the budget refused (see [Counter]). Nil means no counting.
+	Counter *Counter
 }
 
 // Hedger holds what hedging learns about one downstream: recent latencies
@@ -88,6 +95,8 @@ type Hedger struct {
 	budget     *budget.Budget
 	onHedge    func(int)
 	logger     *slog.Logger
+	name       string
+	counter    *Counter
 
 	delay atomic.Int64 // the current delay, in nanoseconds
 
@@ -134,6 +143,8 @@ func New(cfg Config) (*Hedger, error) {
 		budget:    cfg.Budget,
 		onHedge:   cfg.OnHedge,
 		logger:    cfg.Logger,
+		name:      cfg.Name,
+		counter:   cfg.Counter,
 	}
 	if cfg.Percentile != Fixed {
 		h.percentile = cfg.Percentile
@@ -225,6 +236,9 @@ func run[In, Out any](ctx context.Context, h *Hedger, next middleware.Stage[In, 
 		return zero, err
 	}
 	h.budget.Deposit()
+	if h.counter != nil {
+		h.counter.calls.Add(1)
+	}
 
 	results := make(chan result[Out], 1+h.maxHedges) // buffered: no sender ever blocks
 	attempts := make([]attempt, 0, 1+h.maxHedges)
@@ -277,6 +291,9 @@ func run[In, Out any](ctx context.Context, h *Hedger, next middleware.Stage[In, 
 				finish()
 				panic(r.value)
 			case r.err == nil:
+				if h.counter != nil && r.index > 0 {
+					h.counter.wins.Add(1)
+				}
 				h.record(r.latency)
 				finish()
 				return r.out, nil
@@ -294,17 +311,23 @@ func run[In, Out any](ctx context.Context, h *Hedger, next middleware.Stage[In, 
 			n := len(attempts) + 1
 			if !h.budget.Withdraw() {
 				timerC = nil // no more hedges for this call
+				if h.counter != nil {
+					h.counter.refused.Add(1)
+				}
 				if h.logger != nil {
-					h.logger.LogAttrs(ctx, slog.LevelDebug, "hedge: budget exhausted", slog.Int("attempt", n))
+					h.log(ctx, "hedge: budget exhausted", slog.Int("attempt", n))
 				}
 				continue
 			}
 			delay := h.Delay()
+			if h.counter != nil {
+				h.counter.hedges.Add(1)
+			}
 			if h.onHedge != nil {
 				h.onHedge(n)
 			}
 			if h.logger != nil {
-				h.logger.LogAttrs(ctx, slog.LevelDebug, "hedge: attempt", slog.Int("attempt", n), slog.Duration("delay", delay))
+				h.log(ctx, "hedge: attempt", slog.Int("attempt", n), slog.Duration("delay", delay))
 			}
 			start()
 			if len(attempts) <= h.maxHedges {
@@ -317,6 +340,18 @@ func run[In, Out any](ctx context.Context, h *Hedger, next middleware.Stage[In, 
 			return zero, ctx.Err()
 		}
 	}
+}
+
+// log writes a Debug record with attrs and, if set, the name. h.logger is
+// not nil.
+func (h *Hedger) log(ctx context.Context, msg string, attrs ...slog.Attr) {
+	if !h.logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	if h.name != "" {
+		attrs = append(attrs, slog.String("name", h.name))
+	}
+	h.logger.LogAttrs(ctx, slog.LevelDebug, msg, attrs...)
 }
 
 // joined returns the one error of a single attempt unchanged, or all the
