@@ -31,6 +31,16 @@
 // find either. A panic in the fallback propagates like any panic; put
 // [middleware.Recover] around it if needed.
 //
+// # Events and counting
+//
+// OnFallback is called with the primary error before the fallback runs. A
+// Logger receives "fallback: used" (warn, "err") and "fallback: failed"
+// (error, "err", "primary"), with "name" when Config.Name is set (all of
+// Brace's events are listed in docs/observability.md). A [Counter] set as
+// Config.Counter counts calls, fallbacks and failed fallbacks;
+// [Counter.Stats] returns a snapshot, and package otelbrace publishes it
+// as OpenTelemetry metrics.
+//
 // # Defaults and zero value
 //
 // The zero [Config] falls back on every error, logs nothing and calls no
@@ -47,5 +57,7 @@
 // call costs about 1 ns over the direct call (2.9 ns against 1.7 ns) and
 // allocates nothing; a call that falls back to a [Value] takes about 6 ns and
 // also allocates nothing. Only a failing fallback allocates: one 32-byte
-// *Error (see BenchmarkFallback and TestAllocs).
+// *Error (see BenchmarkFallback and TestAllocs). A Config.Counter adds
+// one atomic add per call and no allocation: a success then costs about
+// 10 ns against 3.5 ns without (BenchmarkFallbackCounter).
 package fallback

@@ -25,8 +25,16 @@ type Config struct {
 	// Logger, if set, receives a Warn record "fallback: used" (attribute
 	// "err") each time the fallback is used, and an Error record
 	// "fallback: failed" (attributes "err" and "primary") when the fallback
-	// itself fails. Nil means silent.
+	// itself fails. Both carry "name" when Name is set. Nil means silent.
 	Logger *slog.Logger
+
+	// Name, if not empty, is added to log records as "name".
+	Name string
+
+	// Counter, if set, counts calls, fallbacks and failed fallbacks (see
+	// [Counter]). Nil means no counting, at the cost of one nil check per
+	// call.
+	Counter *Counter
 }
 
 // Error is returned when the fallback itself fails. Both failures stay
@@ -75,29 +83,49 @@ func Func[In, Out any](fb func(ctx context.Context, in In, err error) (Out, erro
 }
 
 func build[In, Out any](cfg Config, fb func(context.Context, In, error) (Out, error)) middleware.Middleware[In, Out] {
-	when, onFallback, logger := cfg.When, cfg.OnFallback, cfg.Logger
+	when, onFallback, logger, name, counter := cfg.When, cfg.OnFallback, cfg.Logger, cfg.Name, cfg.Counter
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
 		next = middleware.Apply(next)
 		return func(ctx context.Context, in In) (Out, error) {
+			if counter != nil {
+				counter.calls.Add(1)
+			}
 			out, err := next(ctx, in)
 			if err == nil || ctx.Err() != nil || (when != nil && !when(err)) {
 				return out, err
+			}
+			if counter != nil {
+				counter.fallbacks.Add(1)
 			}
 			if onFallback != nil {
 				onFallback(err)
 			}
 			if logger != nil {
-				logger.LogAttrs(ctx, slog.LevelWarn, "fallback: used", slog.Any("err", err))
+				log(ctx, logger, name, slog.LevelWarn, "fallback: used", slog.Any("err", err))
 			}
 			fout, ferr := fb(ctx, in, err)
 			if ferr == nil {
 				return fout, nil
 			}
+			if counter != nil {
+				counter.failures.Add(1)
+			}
 			if logger != nil {
-				logger.LogAttrs(ctx, slog.LevelError, "fallback: failed", slog.Any("err", ferr), slog.Any("primary", err))
+				log(ctx, logger, name, slog.LevelError, "fallback: failed", slog.Any("err", ferr), slog.Any("primary", err))
 			}
 			var zero Out
 			return zero, &Error{Primary: err, Fallback: ferr}
 		}
 	}
+}
+
+// log writes a record with attrs and, if set, name.
+func log(ctx context.Context, logger *slog.Logger, name string, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !logger.Enabled(ctx, level) {
+		return
+	}
+	if name != "" {
+		attrs = append(attrs, slog.String("name", name))
+	}
+	logger.LogAttrs(ctx, level, msg, attrs...)
 }
