@@ -328,7 +328,11 @@ func (b *Breaker) Allow(ctx context.Context) (Ticket, error) {
 		}
 	} else {
 		now := b.now()
-		fresh := v.local || now-b.synced.Load() < b.sync
+		// The view is fresh while it is younger than StoreSync. A view
+		// decided locally after a store error stays fresh only until it
+		// is time to try the store again, so shared operation resumes
+		// when the store comes back, in any state.
+		fresh := now-b.synced.Load() < b.sync || (v.local && now < b.retryAt.Load())
 		switch {
 		case fresh && (v.state == Closed || v.state == ForcedClosed):
 			return Ticket{gen: v.gen, start: now, local: v.local}, nil
