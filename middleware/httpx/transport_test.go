@@ -1,0 +1,787 @@
+package httpx_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/hedge"
+	"github.com/brace-go/brace/middleware/httpx"
+	"github.com/brace-go/brace/middleware/retry"
+	"github.com/brace-go/brace/middleware/timeout"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func newTransport(t *testing.T, base http.RoundTripper, cfg httpx.TransportConfig) *httpx.Transport {
+	t.Helper()
+	if cfg.Retry.DelayFunc == nil && cfg.Retry.BaseDelay == 0 {
+		cfg.Retry.DelayFunc = noDelay
+	}
+	tr, err := httpx.NewTransport(base, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func TestStatusesRetried(t *testing.T) {
+	tests := []struct {
+		name         string
+		codes        []int
+		maxAttempts  int
+		wantAttempts int64
+		wantStatus   int
+		wantBody     string
+	}{
+		{"success", []int{200}, 3, 1, 200, "response 1"},
+		{"503 then success", []int{503, 200}, 3, 2, 200, "response 2"},
+		{"429 502 504 then success", []int{429, 502, 504, 200}, 4, 4, 200, "response 4"},
+		// Retries exhausted: the last response comes back, readable, with
+		// a nil error, as from any RoundTripper.
+		{"503 until exhausted", []int{503}, 3, 3, 503, "response 3"},
+		{"429 single attempt", []int{429}, 1, 1, 429, "response 1"},
+		{"500 is not retried", []int{500, 200}, 3, 1, 500, "response 1"},
+		{"501 is not retried", []int{501, 200}, 3, 1, 501, "response 1"},
+		{"404 is not retried", []int{404, 200}, 3, 1, 404, "response 1"},
+		{"redirect status passes", []int{304, 200}, 3, 1, 304, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, count := server(t, statuses(tt.codes...))
+			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: retry.Config{MaxAttempts: tt.maxAttempts}})
+			code, body, err := get(t, tr, srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type result struct {
+				Attempts int64
+				Status   int
+				Body     string
+			}
+			want := result{tt.wantAttempts, tt.wantStatus, tt.wantBody}
+			if diff := cmp.Diff(want, result{count.Load(), code, body}); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRetryStatusConfigurable(t *testing.T) {
+	srv, count := server(t, statuses(500, 503, 200))
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+		RetryStatus: func(code int) bool { return code == 500 },
+	})
+	code, _, err := get(t, tr, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 500 is retried; 503 is not (any more), so it is returned.
+	if code != 503 || count.Load() != 2 {
+		t.Errorf("got status %d after %d attempts, want 503 after 2", code, count.Load())
+	}
+}
+
+func TestIdempotency(t *testing.T) {
+	postIsFine := func(r *http.Request) bool { return true }
+	tests := []struct {
+		method     string
+		header     string
+		idempotent func(*http.Request) bool
+		want       int64
+	}{
+		{http.MethodGet, "", nil, 3},
+		{http.MethodHead, "", nil, 3},
+		{http.MethodOptions, "", nil, 3},
+		{http.MethodTrace, "", nil, 3},
+		{http.MethodPut, "", nil, 3},
+		{http.MethodDelete, "", nil, 3},
+		{http.MethodPost, "", nil, 1},
+		{http.MethodPatch, "", nil, 1},
+		{http.MethodPost, "Idempotency-Key", nil, 3},
+		{http.MethodPatch, "X-Idempotency-Key", nil, 3},
+		{http.MethodPost, "", postIsFine, 3},
+		{http.MethodGet, "", func(*http.Request) bool { return false }, 1},
+	}
+	for _, tt := range tests {
+		name := tt.method
+		if tt.header != "" {
+			name += " with " + tt.header
+		}
+		if tt.idempotent != nil {
+			name += " custom"
+		}
+		t.Run(name, func(t *testing.T) {
+			srv, count := server(t, statuses(503))
+			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Idempotent: tt.idempotent})
+			req, _ := http.NewRequestWithContext(t.Context(), tt.method, srv.URL, nil)
+			if tt.header != "" {
+				req.Header.Set(tt.header, "k-1")
+			}
+			code, _, err := send(tr, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != 503 || count.Load() != tt.want {
+				t.Errorf("got %d after %d attempts, want 503 after %d", code, count.Load(), tt.want)
+			}
+		})
+	}
+}
+
+func TestBodyRewoundForEachAttempt(t *testing.T) {
+	bodies := []struct {
+		name string
+		body func() io.Reader
+	}{
+		{"strings.Reader", func() io.Reader { return strings.NewReader("payload") }},
+		{"bytes.Buffer", func() io.Reader { return bytes.NewBufferString("payload") }},
+		{"bytes.Reader", func() io.Reader { return bytes.NewReader([]byte("payload")) }},
+	}
+	for _, b := range bodies {
+		t.Run(b.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []string
+			srv, _ := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				got = append(got, string(body))
+				mu.Unlock()
+				statuses(503, 503, 200)(n, w, r)
+			})
+			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{})
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, b.body())
+			req.Header.Set("Idempotency-Key", "order-7")
+			code, _, err := send(tr, req)
+			if err != nil || code != 200 {
+				t.Fatalf("got %d, %v; want 200", code, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if diff := cmp.Diff([]string{"payload", "payload", "payload"}, got); diff != "" {
+				t.Errorf("bodies the server saw (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBodyNotRewindableIsSentOnce(t *testing.T) {
+	srv, count := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		statuses(503, 200)(n, w, r)
+	})
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{})
+	body := &closeCounter{Reader: strings.NewReader("once")}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, srv.URL, body)
+	if req.GetBody != nil {
+		t.Fatal("test needs a request without GetBody")
+	}
+	code, _, err := send(tr, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first outcome comes back: a PUT is idempotent, but this body
+	// cannot be sent again.
+	if code != 503 || count.Load() != 1 {
+		t.Errorf("got %d after %d attempts, want 503 after 1", code, count.Load())
+	}
+	if n := body.closed.Load(); n < 1 {
+		t.Errorf("request body closed %d times, want at least once", n)
+	}
+}
+
+// A middleware that sends an attempt twice (a hedge, say) cannot resend a
+// request that may be sent only once.
+func TestNotReplayable(t *testing.T) {
+	srv, count := server(t, statuses(200))
+	twice := func(next middleware.Stage[*http.Request, *http.Response]) middleware.Stage[*http.Request, *http.Response] {
+		return func(ctx context.Context, r *http.Request) (*http.Response, error) {
+			resp, err := next(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+			resp.Body.Close()
+			return next(ctx, r)
+		}
+	}
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Attempt: []httpx.Middleware{twice}})
+
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, strings.NewReader("x"))
+	_, _, err := send(tr, req)
+	if diff := cmp.Diff(httpx.ErrNotReplayable, err, cmpopts.EquateErrors()); diff != "" {
+		t.Errorf("POST sent twice (-want +got):\n%s", diff)
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPut, srv.URL, io.NopCloser(strings.NewReader("x")))
+	_, _, err = send(tr, req)
+	if diff := cmp.Diff(httpx.ErrNotReplayable, err, cmpopts.EquateErrors()); diff != "" {
+		t.Errorf("unrewindable PUT sent twice (-want +got):\n%s", diff)
+	}
+	// A PUT whose body rewinds may be sent twice.
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPut, srv.URL, strings.NewReader("x"))
+	if code, _, err := send(tr, req); err != nil || code != 200 {
+		t.Errorf("rewindable PUT: got %d, %v; want 200", code, err)
+	}
+	if got := count.Load(); got != 4 {
+		t.Errorf("server saw %d requests, want 4", got)
+	}
+}
+
+func TestDiscardedBodiesDrainedAndClosed(t *testing.T) {
+	long := strings.Repeat("x", 1000)
+	var newConns atomic.Int32
+	countConns := func(s *http.Server) {
+		s.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				newConns.Add(1)
+			}
+		}
+	}
+	srv, _ := serverWith(t, countConns, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		io.WriteString(w, long)
+	})
+	base := &countingBase{base: srv.Client().Transport}
+	tr := newTransport(t, base, httpx.TransportConfig{})
+	resp, err := tr.RoundTrip(mustGet(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The two 503s were drained and closed before the retry; the response
+	// returned is untouched until the caller reads it.
+	want := []bodyState{{Read: 1000, Closed: 1}, {Read: 1000, Closed: 1}, {Read: 0, Closed: 0}}
+	if diff := cmp.Diff(want, base.states()); diff != "" {
+		t.Errorf("bodies before the caller reads (-want +got):\n%s", diff)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(b) != long {
+		t.Fatalf("body: %d bytes, %v", len(b), err)
+	}
+	// Drained bodies let the connection be reused: one connection for all.
+	if got := newConns.Load(); got != 1 {
+		t.Errorf("server saw %d connections, want 1", got)
+	}
+}
+
+func mustGet(t *testing.T, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// Retry-After is the floor of the next delay, in both forms. OnRetry sees
+// the delay and cancels the call, so the test does not sleep it.
+func TestRetryAfterHonoured(t *testing.T) {
+	date := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name       string
+		retryAfter string
+		date       string
+		want       time.Duration
+	}{
+		{"delta-seconds", "7", "", 7 * time.Second},
+		{"HTTP-date relative to the Date header", date.Add(9 * time.Second).Format(http.TimeFormat), date.Format(http.TimeFormat), 9 * time.Second},
+		{"HTTP-date in the past", date.Add(-time.Hour).Format(http.TimeFormat), date.Format(http.TimeFormat), 0},
+		{"malformed is ignored", "soon", "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, count := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", tt.retryAfter)
+				if tt.date != "" {
+					w.Header().Set("Date", tt.date)
+				}
+				w.WriteHeader(http.StatusServiceUnavailable)
+			})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			var delays []time.Duration
+			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: retry.Config{
+				// The schedule's own delay is 1ms; the hint raises it.
+				DelayFunc: func(int, error) time.Duration { return time.Millisecond },
+				OnRetry: func(_ int, _ error, d time.Duration) {
+					delays = append(delays, d)
+					cancel()
+				},
+			}})
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			_, err := tr.RoundTrip(req)
+			// The caller's context ended during the delay: an error, with
+			// the status that caused the retry in its chain.
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("err = %v, want context.Canceled", err)
+			}
+			if se, ok := errors.AsType[*httpx.StatusError](err); !ok || se.StatusCode != 503 || se.Delay != tt.want {
+				t.Errorf("err = %v, want a *StatusError with 503 and Delay %v", err, tt.want)
+			}
+			if diff := cmp.Diff([]time.Duration{max(tt.want, time.Millisecond)}, delays); diff != "" {
+				t.Errorf("delays (-want +got):\n%s", diff)
+			}
+			if count.Load() != 1 {
+				t.Errorf("%d attempts, want 1", count.Load())
+			}
+		})
+	}
+}
+
+// A Retry-After beyond what the policy would wait, or beyond the caller's
+// deadline, is not cut short: the response comes back at once.
+func TestRetryAfterTooLong(t *testing.T) {
+	tests := []struct {
+		name     string
+		cfg      retry.Config
+		deadline time.Duration
+	}{
+		{"longer than MaxDelay", retry.Config{MaxDelay: 5 * time.Second}, 0},
+		{"longer than the default MaxDelay", retry.Config{}, 0},
+		{"past the caller's deadline", retry.Config{}, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			retryAfter := "30"
+			if tt.name == "longer than the default MaxDelay" {
+				retryAfter = "61"
+			}
+			srv, count := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", retryAfter)
+				w.WriteHeader(http.StatusTooManyRequests)
+				io.WriteString(w, "slow down")
+			})
+			tt.cfg.DelayFunc = noDelay
+			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: tt.cfg})
+			ctx := t.Context()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				defer cancel()
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			code, body, err := send(tr, req)
+			if err != nil || code != 429 || body != "slow down" || count.Load() != 1 {
+				t.Errorf("got %d %q, %v after %d attempts; want 429 \"slow down\" after 1", code, body, err, count.Load())
+			}
+		})
+	}
+}
+
+// The caller gets a readable body even when a middleware cancels the
+// attempt's context as soon as the attempt returns (failsafe-go #123). The
+// server sends the headers, then waits until the caller has the response
+// before sending the rest of the body.
+func TestBodyReadableAfterAttemptContextEnds(t *testing.T) {
+	to, err := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hedge.New(hedge.Config{Percentile: hedge.Fixed, Delay: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		mw   httpx.Middleware
+	}{
+		{"timeout", to},
+		{"hedge", hedge.Middleware[*http.Request, *http.Response](h)},
+		{"cancel on return", func(next middleware.Stage[*http.Request, *http.Response]) middleware.Stage[*http.Request, *http.Response] {
+			return cancelOnReturn(next)
+		}},
+	}
+	for _, tt := range tests {
+		for _, code := range []int{200, 503} { // 503: the last response of a failed retry loop
+			t.Run(tt.name+"/"+http.StatusText(code), func(t *testing.T) {
+				release := make(chan struct{})
+				srv, _ := server(t, slowBody(code, release))
+				tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+					Retry:   retry.Config{MaxAttempts: 1},
+					Attempt: []httpx.Middleware{tt.mw},
+				})
+				resp, err := tr.RoundTrip(mustGet(t, srv.URL))
+				close(release)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				if err != nil || string(b) != "head-tail" {
+					t.Errorf("status %d, body %q, %v; want \"head-tail\", nil", resp.StatusCode, b, err)
+				}
+			})
+		}
+	}
+
+	// The control: the same middleware around a plain transport call
+	// breaks the body, which is the bug this package prevents. The tail is
+	// never sent, so only the cancellation can end the read.
+	t.Run("control: plain stage", func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		srv, _ := server(t, slowBody(200, release))
+		plain := middleware.Apply(func(ctx context.Context, r *http.Request) (*http.Response, error) {
+			return srv.Client().Transport.RoundTrip(r.WithContext(ctx))
+		}, to)
+		resp, err := plain(t.Context(), mustGet(t, srv.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadAll(resp.Body); !errors.Is(err, context.Canceled) {
+			t.Errorf("plain stage: body read error %v, want context.Canceled", err)
+		}
+	})
+}
+
+// slowBody writes the headers and "head", flushes, and writes "tail" only
+// once release is closed (or the client has gone).
+func slowBody(code int, release <-chan struct{}) func(int, http.ResponseWriter, *http.Request) {
+	return func(_ int, w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(code)
+		io.WriteString(w, "head-")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+			io.WriteString(w, "tail")
+		case <-r.Context().Done():
+		}
+	}
+}
+
+// Detaching the body from the attempt's context does not detach it from
+// the caller's: cancelling the caller still aborts the read.
+func TestCallerCancelAbortsBody(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	srv, _ := server(t, slowBody(200, release))
+	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	head := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, context.Canceled) {
+		t.Errorf("read after the caller cancelled: %v, want context.Canceled", err)
+	}
+}
+
+// A per-attempt timeout still cuts off an attempt whose headers do not
+// come, and the attempt is retried.
+func TestAttemptTimeoutRetried(t *testing.T) {
+	srv, count := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			<-r.Context().Done() // hang until the client gives up
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: 50 * time.Millisecond})
+	var timeouts atomic.Int32
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+		Attempt: []httpx.Middleware{to},
+		OnAttempt: func(_ *http.Request, _ int, _ *http.Response, err error) {
+			if errors.Is(err, timeout.ErrTimeout) {
+				timeouts.Add(1)
+			}
+		},
+	})
+	code, body, err := get(t, tr, srv.URL)
+	if err != nil || code != 200 || body != "ok" {
+		t.Fatalf("got %d %q, %v; want 200 ok", code, body, err)
+	}
+	if count.Load() != 2 || timeouts.Load() != 1 {
+		t.Errorf("%d attempts, %d timed out; want 2, 1", count.Load(), timeouts.Load())
+	}
+}
+
+type reqSnapshot struct {
+	Method, URL   string
+	Header        http.Header
+	Body          io.ReadCloser
+	GetBody       bool
+	ContentLength int64
+	Ctx           context.Context
+}
+
+func snapshot(r *http.Request) reqSnapshot {
+	return reqSnapshot{r.Method, r.URL.String(), r.Header.Clone(), r.Body, r.GetBody != nil, r.ContentLength, r.Context()}
+}
+
+func TestRequestNotModified(t *testing.T) {
+	srv, _ := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		statuses(503, 503, 200)(n, w, r)
+	})
+	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, srv.URL+"/a?b=c", strings.NewReader("body"))
+	req.Header.Set("X-Test", "1")
+	before := snapshot(req)
+	if code, _, err := send(tr, req); err != nil || code != 200 {
+		t.Fatalf("got %d, %v", code, err)
+	}
+	cmpCtx := cmp.Comparer(func(a, b context.Context) bool { return a == b })
+	cmpBody := cmp.Comparer(func(a, b io.ReadCloser) bool { return a == b })
+	if diff := cmp.Diff(before, snapshot(req), cmpCtx, cmpBody); diff != "" {
+		t.Errorf("request changed (-before +after):\n%s", diff)
+	}
+}
+
+// RoundTrip closes the request body also when no attempt was sent.
+func TestRequestBodyClosedWhenNothingSent(t *testing.T) {
+	srv, count := server(t, statuses(200))
+	b, _ := breaker.New(breaker.Config{})
+	b.ForceOpen()
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+		Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](b)},
+	})
+	body := &closeCounter{Reader: strings.NewReader("x")}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, body)
+	_, err := tr.RoundTrip(req)
+	if diff := cmp.Diff(breaker.ErrOpen, err, cmpopts.EquateErrors()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if body.closed.Load() != 1 || count.Load() != 0 {
+		t.Errorf("body closed %d times, server saw %d; want 1, 0", body.closed.Load(), count.Load())
+	}
+}
+
+// A breaker inside the retry loop counts each failed attempt: 5xx
+// responses (retried or not) and transport errors.
+func TestBreakerCountsFailedAttempts(t *testing.T) {
+	t.Run("retried 503s", func(t *testing.T) {
+		srv, count := server(t, statuses(503))
+		b, _ := breaker.New(breaker.Config{Threshold: 3})
+		tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+			Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](b)},
+		})
+		code, _, err := get(t, tr, srv.URL)
+		if err != nil || code != 503 {
+			t.Fatalf("first call: %d, %v; want the last 503", code, err)
+		}
+		_, _, err = get(t, tr, srv.URL)
+		if !errors.Is(err, breaker.ErrOpen) {
+			t.Errorf("second call: %v, want breaker.ErrOpen", err)
+		}
+		if count.Load() != 3 {
+			t.Errorf("server saw %d requests, want 3", count.Load())
+		}
+	})
+	t.Run("500s not retried", func(t *testing.T) {
+		srv, count := server(t, statuses(500))
+		b, _ := breaker.New(breaker.Config{Threshold: 2})
+		tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+			Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](b)},
+		})
+		var got []int
+		for range 3 {
+			code, _, err := get(t, tr, srv.URL)
+			if errors.Is(err, breaker.ErrOpen) {
+				code = -1
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, code)
+		}
+		if diff := cmp.Diff([]int{500, 500, -1}, got); diff != "" {
+			t.Errorf("statuses, -1 for open (-want +got):\n%s", diff)
+		}
+		if count.Load() != 2 {
+			t.Errorf("server saw %d requests, want 2", count.Load())
+		}
+	})
+}
+
+// A connection dropped without a response is a transport error; an
+// idempotent request is retried, a POST is not.
+func TestTransportErrorRetried(t *testing.T) {
+	srv, count := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{})
+	code, body, err := get(t, tr, srv.URL)
+	if err != nil || code != 200 || body != "ok" || count.Load() != 2 {
+		t.Errorf("got %d %q, %v after %d attempts; want 200 ok after 2", code, body, err, count.Load())
+	}
+}
+
+// The caller's context ending during the retry delay ends the call at once
+// with an error matching context.Canceled; the response being retried is
+// released.
+func TestCallerCancelDuringDelay(t *testing.T) {
+	srv, _ := server(t, statuses(503))
+	base := &countingBase{base: srv.Client().Transport}
+	ctx, cancel := context.WithCancel(t.Context())
+	tr := newTransport(t, base, httpx.TransportConfig{Retry: retry.Config{
+		BaseDelay: time.Hour, MaxDelay: time.Hour, Jitter: retry.NoJitter,
+		OnRetry: func(int, error, time.Duration) { cancel() },
+	}})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if resp != nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, %v; want nil, context.Canceled", resp, err)
+	}
+	if diff := cmp.Diff([]bodyState{{Read: int64(len("response 1")), Closed: 1}}, base.states()); diff != "" {
+		t.Errorf("bodies (-want +got):\n%s", diff)
+	}
+}
+
+// Through an http.Client, as most code will use it.
+func TestWithClient(t *testing.T) {
+	srv, count := server(t, statuses(502, 200))
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{})
+	client := &http.Client{Transport: tr}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "response 2" || count.Load() != 2 {
+		t.Errorf("got %d %q after %d attempts", resp.StatusCode, b, count.Load())
+	}
+}
+
+// Many goroutines share one Transport; every request fails once and is
+// retried. Run with -race.
+func TestConcurrent(t *testing.T) {
+	const calls = 1000
+	var seen sync.Map // request id -> attempts
+	srv, count := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-ID")
+		if _, loaded := seen.LoadOrStore(id, true); !loaded {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, id)
+	})
+	base := srv.Client().Transport.(*http.Transport)
+	base.MaxConnsPerHost = 32
+	base.MaxIdleConnsPerHost = 32
+	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+	tr := newTransport(t, base, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	for i := range calls {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+			id := "id-" + strconv.Itoa(i)
+			req.Header.Set("X-ID", id)
+			code, body, err := send(tr, req)
+			if err != nil || code != 200 || body != id {
+				failures.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failures.Load() != 0 || count.Load() != 2*calls {
+		t.Errorf("%d failures, %d requests; want 0, %d", failures.Load(), count.Load(), 2*calls)
+	}
+}
+
+func TestOnAttemptAndLogger(t *testing.T) {
+	srv, _ := server(t, statuses(503, 200))
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	type event struct {
+		Attempt int
+		Status  int
+	}
+	var events []event
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+		Logger: logger,
+		OnAttempt: func(r *http.Request, attempt int, resp *http.Response, err error) {
+			events = append(events, event{attempt, resp.StatusCode})
+		},
+	})
+	if _, _, err := get(t, tr, srv.URL+"/path?secret=1"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]event{{1, 503}, {2, 200}}, events); diff != "" {
+		t.Errorf("OnAttempt (-want +got):\n%s", diff)
+	}
+	// The Logger also gets the retry middleware's records; this test
+	// checks the Transport's own, and that the retry record is there.
+	var own []string
+	retried := false
+	for line := range strings.Lines(buf.String()) {
+		switch {
+		case strings.Contains(line, `msg="httpx: attempt"`):
+			own = append(own, line)
+		case strings.Contains(line, "attempt=2 delay=0s"):
+			retried = true
+		}
+	}
+	if !retried {
+		t.Errorf("no retry record in the log:\n%s", buf.String())
+	}
+	u := srv.URL + "/path"
+	want := []string{
+		"level=DEBUG msg=\"httpx: attempt\" method=GET url=" + u + " attempt=1 status=503\n",
+		"level=DEBUG msg=\"httpx: attempt\" method=GET url=" + u + " attempt=2 status=200\n",
+	}
+	if diff := cmp.Diff(want, own); diff != "" {
+		t.Errorf("log (-want +got):\n%s", diff)
+	}
+}
+
+func TestNewTransportInvalid(t *testing.T) {
+	_, err := httpx.NewTransport(nil, httpx.TransportConfig{Retry: retry.Config{MaxAttempts: -2}})
+	if err == nil || err.Error() != "retry: MaxAttempts must be at least 1 (or retry.Unlimited), got -2" {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestStatusErrorText(t *testing.T) {
+	tests := []struct {
+		err  *httpx.StatusError
+		want string
+	}{
+		{&httpx.StatusError{StatusCode: 503}, "httpx: response status 503 Service Unavailable"},
+		{&httpx.StatusError{StatusCode: 429, Delay: 2 * time.Second}, "httpx: response status 429 Too Many Requests (Retry-After 2s)"},
+	}
+	for _, tt := range tests {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}
