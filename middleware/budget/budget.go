@@ -140,7 +140,15 @@ func (b *Budget) Available() int {
 	d, w := b.sums(now)
 	b.mu.Unlock()
 	avail := math.Floor(b.limit(d)) - float64(w)
-	return int(max(avail, 0))
+	switch {
+	case !(avail > 0): // also NaN
+		return 0
+	case avail >= math.MaxInt:
+		// A huge Ratio or MinPerSecond: int(avail) would overflow (to
+		// a negative number on amd64).
+		return math.MaxInt
+	}
+	return int(avail)
 }
 
 // limit returns how many withdrawals the window allows for d deposits. The
