@@ -785,3 +785,63 @@ func TestStatusErrorText(t *testing.T) {
 		}
 	}
 }
+
+// A response a middleware drops (replacing it, as a fallback would) is
+// released by RoundTrip.
+func TestDroppedResponseReleased(t *testing.T) {
+	srv, _ := server(t, statuses(200))
+	base := &countingBase{base: srv.Client().Transport}
+	replace := func(next middleware.Stage[*http.Request, *http.Response]) middleware.Stage[*http.Request, *http.Response] {
+		return func(ctx context.Context, r *http.Request) (*http.Response, error) {
+			if _, err := next(ctx, r); err != nil {
+				return nil, err
+			}
+			return &http.Response{StatusCode: 299, Body: io.NopCloser(strings.NewReader("fake"))}, nil
+		}
+	}
+	tr := newTransport(t, base, httpx.TransportConfig{Attempt: []httpx.Middleware{replace}})
+	code, body, err := get(t, tr, srv.URL)
+	if err != nil || code != 299 || body != "fake" {
+		t.Fatalf("got %d %q, %v", code, body, err)
+	}
+	if diff := cmp.Diff([]bodyState{{Read: int64(len("response 1")), Closed: 1}}, base.states()); diff != "" {
+		t.Errorf("dropped body (-want +got):\n%s", diff)
+	}
+}
+
+// lateBase cancels the attempt's context once the request is in, waits
+// until that has reached the request, and then returns a response anyway:
+// the headers arrived as the attempt ended.
+type lateBase struct {
+	cancel func()
+	body   *closeCounter
+}
+
+func (b *lateBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.cancel()
+	<-r.Context().Done()
+	return &http.Response{StatusCode: 200, Body: b.body, Request: r}, nil
+}
+
+func TestHeadersArriveAsAttemptEnds(t *testing.T) {
+	errLate := errors.New("attempt over")
+	base := &lateBase{body: &closeCounter{Reader: strings.NewReader("")}}
+	cancelAttempt := func(next middleware.Stage[*http.Request, *http.Response]) middleware.Stage[*http.Request, *http.Response] {
+		return func(ctx context.Context, r *http.Request) (*http.Response, error) {
+			ctx, cancel := context.WithCancelCause(ctx)
+			base.cancel = func() { cancel(errLate) }
+			return next(ctx, r)
+		}
+	}
+	tr := newTransport(t, base, httpx.TransportConfig{
+		Retry:   retry.Config{MaxAttempts: 1},
+		Attempt: []httpx.Middleware{cancelAttempt},
+	})
+	resp, err := tr.RoundTrip(mustGet(t, "http://example.invalid/"))
+	if resp != nil || !errors.Is(err, errLate) {
+		t.Errorf("got %v, %v; want nil and the attempt context's cause", resp, err)
+	}
+	if n := base.body.closed.Load(); n != 1 {
+		t.Errorf("body closed %d times, want 1", n)
+	}
+}
