@@ -1,0 +1,108 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/ratelimit"
+)
+
+// FuzzNew checks the validators of Limiter and Keyed: any Config yields a
+// working limiter or an error that starts with "ratelimit: " and names the
+// field at fault, never a panic. A working limiter admits a full burst at
+// once and then either refuses with a positive RetryAfter or, when it may
+// wait, admits after waiting no longer than MaxWait.
+func FuzzNew(f *testing.F) {
+	f.Add(10.0, 0, int64(0), 0, int64(0))
+	f.Add(0.5, 3, int64(time.Second), 2, int64(time.Minute))
+	f.Add(float64(rate.Inf), 0, int64(0), 0, int64(0))
+	f.Add(1e9, 0, int64(0), 0, int64(0))
+	f.Add(1e-9, 1, int64(time.Hour), 1, int64(1))
+	f.Add(0.0, 0, int64(0), 0, int64(0))
+	f.Add(-1.0, 0, int64(0), 0, int64(0))
+	f.Add(math.NaN(), 0, int64(0), 0, int64(0))
+	f.Add(1.0, -1, int64(0), 0, int64(0))
+	f.Add(1.0, 0, int64(-1), 0, int64(0))
+	f.Add(1.0, 0, int64(0), -1, int64(0))
+	f.Add(1.0, 0, int64(0), 0, int64(-1))
+	f.Fuzz(func(t *testing.T, r float64, burst int, maxWait int64, maxKeys int, idle int64) {
+		cfg := ratelimit.Config{Rate: rate.Limit(r), Burst: burst, MaxWait: time.Duration(maxWait)}
+		kcfg := ratelimit.KeyedConfig[int]{Rate: cfg.Rate, Burst: burst, MaxWait: cfg.MaxWait, MaxKeys: maxKeys, IdleTimeout: time.Duration(idle)}
+		fields := []string{"Rate", "Burst", "MaxWait", "MaxKeys", "IdleTimeout"}
+		synctest.Test(t, func(t *testing.T) {
+			l, err := ratelimit.New(cfg)
+			if err != nil {
+				if l != nil {
+					t.Fatalf("%+v: New returned a limiter and the error %v", cfg, err)
+				}
+				wantFieldError(t, err, "ratelimit: ", fields...)
+			} else {
+				exercise(t, cfg, l.Burst(), ratelimit.Middleware[int, int](l))
+			}
+			k, err := ratelimit.NewKeyed(kcfg)
+			if err != nil {
+				if k != nil {
+					t.Fatalf("%+v: NewKeyed returned a limiter and the error %v", kcfg, err)
+				}
+				wantFieldError(t, err, "ratelimit: ", fields...)
+				return
+			}
+			if l == nil {
+				t.Fatalf("%+v: New refused the rate, burst and wait that NewKeyed accepted", cfg)
+			}
+			exercise(t, cfg, l.Burst(), ratelimit.PerKey[int, int](k, func(in int) int { return in % 2 }))
+		})
+	})
+}
+
+// exercise makes a burst of calls and one more through mw.
+func exercise(t *testing.T, cfg ratelimit.Config, burst int, mw middleware.Middleware[int, int]) {
+	t.Helper()
+	if burst < 1 {
+		t.Fatalf("%+v: Burst() = %d", cfg, burst)
+	}
+	s := mw(func(_ context.Context, in int) (int, error) { return in, nil })
+	ctx := context.Background()
+	for i := range min(burst, 100) {
+		if out, err := s(ctx, 0); out != 0 || err != nil {
+			t.Fatalf("%+v: call %d of a burst of %d: %d, %v", cfg, i+1, burst, out, err)
+		}
+	}
+	if burst > 100 || cfg.Rate == rate.Inf {
+		return
+	}
+	start := time.Now()
+	_, err := s(ctx, 0)
+	waited := time.Since(start)
+	if waited > cfg.MaxWait {
+		t.Fatalf("%+v: waited %v, above MaxWait", cfg, waited)
+	}
+	var le *ratelimit.LimitedError
+	if err != nil && (!errors.As(err, &le) || le.RetryAfter() <= 0 || !errors.Is(err, ratelimit.ErrLimited)) {
+		t.Fatalf("%+v: refusal %v is not a *LimitedError with a positive RetryAfter", cfg, err)
+	}
+}
+
+// wantFieldError fails unless err's text starts with prefix and names one
+// of fields.
+func wantFieldError(t *testing.T, err error, prefix string, fields ...string) {
+	t.Helper()
+	msg := err.Error()
+	if !strings.HasPrefix(msg, prefix) {
+		t.Fatalf("error %q does not start with %q", msg, prefix)
+	}
+	for _, f := range fields {
+		if strings.Contains(msg, f) {
+			return
+		}
+	}
+	t.Fatalf("error %q names none of the fields %v", msg, fields)
+}
