@@ -161,8 +161,13 @@ type Breaker struct {
 	store        Store
 	counter      *Counter
 
+	// Store mode: snapshots adopted, so that a reply that arrives after a
+	// newer one is not adopted over it (see adopt). Written under mu.
+	adopts atomic.Uint64
+
 	mu         sync.Mutex
 	m          machine // without a store: the state; with one: the fallback
+	seq        uint64  // store mode: Seq of the last snapshot adopted
 	events     []transition
 	delivering bool
 }
@@ -354,9 +359,24 @@ func (b *Breaker) reject(err *OpenError) (Ticket, error) {
 func (b *Breaker) allowSlow(ctx context.Context) (Ticket, error) {
 	s, local := b.apply(ctx, Op{Kind: OpAcquire})
 	if !s.Admitted {
-		return b.reject(b.view.Load().err)
+		return b.reject(b.rejection(&s))
 	}
 	return Ticket{gen: s.Gen, start: b.now(), probe: s.Probe, local: local}, nil
+}
+
+// rejection returns the error for a call that s did not admit. It is the
+// view's error, shared by every rejection in that state, unless the view
+// admits calls: another goroutine published a newer state (closed) between
+// this operation and now. Then the error describes s.
+func (b *Breaker) rejection(s *Snapshot) *OpenError {
+	if err := b.view.Load().err; err != nil {
+		return err
+	}
+	e := &OpenError{Name: b.name, State: s.State}
+	if s.State == Open {
+		e.Until = time.Now().Add(s.RetryAfter)
+	}
+	return e
 }
 
 // Done reports the end of a call admitted by [Breaker.Allow], classifying
@@ -470,9 +490,10 @@ func (b *Breaker) apply(ctx context.Context, op Op) (Snapshot, bool) {
 				op.Successes += int(n)
 			}
 		}
+		seen := b.adopts.Load()
 		s, err := b.store.Update(ctx, &b.policy, op)
 		if err == nil {
-			b.adopt(&s)
+			b.adopt(&s, seen)
 			return s, false
 		}
 		b.retryAt.Store(b.now() + b.sync)
@@ -502,9 +523,28 @@ func (b *Breaker) applyLocal(op *Op) Snapshot {
 	return s
 }
 
-// adopt makes a store snapshot the local state.
-func (b *Breaker) adopt(s *Snapshot) {
+// adopt makes a store snapshot the local state, unless it is older than the
+// last one adopted. Replies to concurrent operations can arrive in another
+// order than the store applied them, and adopting an older snapshot over a
+// newer one would, for example, close a breaker that has just opened. seen
+// is b.adopts when the operation was sent.
+//
+// A snapshot is older only if its Seq is smaller and another snapshot was
+// adopted while its operation was on its way. An operation sent after the
+// last adoption was applied after it, so its snapshot is adopted whatever
+// its Seq: a store whose Seq went back (one that breaks the contract, or a
+// Redis whose clock jumped back while its key expired) costs at most one
+// ignored reply, and the breaker follows it from its next operation on.
+// Falling back to local state after a store error changes nothing here:
+// the next operation that reaches the store is adopted by the same rule.
+func (b *Breaker) adopt(s *Snapshot, seen uint64) {
 	b.mu.Lock()
+	if s.Seq < b.seq && b.adopts.Load() != seen {
+		b.mu.Unlock()
+		return
+	}
+	b.seq = s.Seq
+	b.adopts.Add(1)
 	now := b.now()
 	m := &b.m
 	m.ntrans = 0

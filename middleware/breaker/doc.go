@@ -68,9 +68,12 @@
 // breakers in one process ([NewMemoryStore]) or in many (a networked store)
 // share it: each keeps a local view, serves closed-state calls from it for
 // up to StoreSync (1s), and goes to the store for failures, probes and
-// state changes, one [Store.Update] each. When the store fails the breaker
-// decides locally, reports the error (OnStoreError, Logger) and tries the
-// store again after StoreSync. The [Store] contract is in docs/breaker.md.
+// state changes, one [Store.Update] each. Replies to concurrent updates may
+// arrive out of order; [Snapshot.Seq] tells the breaker which is newer, so
+// a late reply never replaces a newer state. When the store fails the
+// breaker decides locally, reports the error (OnStoreError, Logger) and
+// tries the store again after StoreSync. The [Store] contract is in
+// docs/breaker.md.
 //
 // # Zero value and concurrency
 //

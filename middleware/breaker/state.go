@@ -158,6 +158,15 @@ type Snapshot struct {
 	// Admitted and Probe answer an OpAcquire: whether the call may run
 	// and whether it took a half-open probe slot.
 	Admitted, Probe bool
+	// Seq orders the snapshots of one store. If the store applied
+	// operation A before operation B, A's Seq is at most B's, and smaller
+	// when B (or an operation between them) changed the stored state; so
+	// equal Seqs show the same stored state. Seq keeps growing across
+	// whatever happens to the stored state — expiry, deletion, a restart —
+	// so a breaker whose replies arrive out of order can tell which is
+	// newer. A store that cannot order its snapshots leaves Seq zero, and
+	// the breaker then adopts every snapshot it receives.
+	Seq uint64
 }
 
 // transition is one state change made by step, with the counts as they

@@ -19,6 +19,11 @@ import (
 // an error from Update falls back to its local state for that operation,
 // reports the error, and tries the store again on the next operation.
 //
+// Updates from one breaker may run concurrently, and their replies may
+// arrive in another order than the store applied them. [Snapshot.Seq] says
+// which is newer: a breaker does not adopt a snapshot older than the last
+// one it adopted.
+//
 // The full contract, which a networked store (Redis) must meet, is in
 // docs/breaker.md under "Store contract". [MemoryStore] is the reference
 // implementation.
@@ -35,6 +40,7 @@ type MemoryStore struct {
 	m      machine
 	policy Policy
 	init   bool
+	seq    uint64 // Snapshot.Seq: one more on every Update
 }
 
 // NewMemoryStore returns an empty store: the first breaker that uses it
@@ -57,5 +63,8 @@ func (s *MemoryStore) Update(_ context.Context, p *Policy, op Op) (Snapshot, err
 		}
 		s.policy = *p
 	}
-	return s.m.step(p, &op, int64(time.Since(s.base))), nil
+	snap := s.m.step(p, &op, int64(time.Since(s.base)))
+	s.seq++
+	snap.Seq = s.seq
+	return snap, nil
 }

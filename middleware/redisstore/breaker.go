@@ -88,10 +88,10 @@ func (s *BreakerStore) Update(ctx context.Context, p *breaker.Policy, op breaker
 		return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: %w", s.key, err)
 	}
 	r, ok := v.([]any)
-	if !ok || len(r) != 11 {
+	if !ok || len(r) != 12 {
 		return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: unexpected script reply %v", s.key, v)
 	}
-	var n [11]int64
+	var n [12]int64
 	for i, x := range r {
 		if n[i], ok = x.(int64); !ok {
 			return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: unexpected script reply %v", s.key, v)
@@ -107,6 +107,7 @@ func (s *BreakerStore) Update(ctx context.Context, p *breaker.Policy, op breaker
 		RetryAfter: time.Duration(n[8]) * time.Microsecond,
 		Admitted:   n[9] == 1,
 		Probe:      n[10] == 1,
+		Seq:        uint64(n[11]),
 	}, nil
 }
 
@@ -139,8 +140,18 @@ func micros(d time.Duration) int64 { return int64(d / time.Microsecond) }
 // KEYS[1] is the breaker's hash: st state, g generation, u open deadline,
 // p probes taken, k probe successes, c consecutive failures, s and f
 // successes and failures of the generation (consecutive mode and
-// non-closed states), sh the window's shape, and b<i> the window's bucket
-// i as "number,successes,failures,slow".
+// non-closed states), q the sequence number of the last change, sh the
+// window's shape, and b<i> the window's bucket i as
+// "number,successes,failures,slow".
+//
+// Snapshot.Seq: every run that changes the hash stores q = max(q + 1,
+// now), so it grows with each change and, being at least the server's time
+// in µs, also across the key expiring or being deleted (a new key's first
+// change is far above any q the old key reached, unless the server's clock
+// stepped back by more than the time the key was gone). A run that changes
+// nothing returns q unchanged, or now - 1 when there is no key: below
+// anything a later change stores. In µs since 1970, q stays exactly
+// representable as a Lua double (2^53) until the year 2255.
 var breakerScript = newScript(`
 redis.replicate_commands()
 local key = KEYS[1]
@@ -164,6 +175,7 @@ for i = 1, #h, 2 do m[h[i]] = h[i + 1] end
 local state, gen, untl = tonumber(m.st or 0), tonumber(m.g or 1), tonumber(m.u or 0)
 local probes, pok, consec = tonumber(m.p or 0), tonumber(m.k or 0), tonumber(m.c or 0)
 local succ, fail = tonumber(m.s or 0), tonumber(m.f or 0)
+local seq = tonumber(m.q or 0)
 local rate = threshold == 0
 local shape = 'c'
 if rate then shape = 'r:' .. nb .. ':' .. width end
@@ -296,7 +308,14 @@ for i in pairs(dirty) do
 		redis.call('HDEL', key, 'b' .. i)
 	end
 end
-if #set > 0 then redis.call('HSET', key, unpack(set)) end
+if #set > 0 then
+	seq = math.max(seq + 1, now)
+	set[#set + 1] = 'q'
+	set[#set + 1] = string.format('%d', seq)
+	redis.call('HSET', key, unpack(set))
+elseif #h == 0 then
+	seq = math.max(now - 1, 0)
+end
 if #set > 0 or #h > 0 then
 	if state == 1 and untl > now then ttl = ttl + math.ceil((untl - now) / 1000) end
 	redis.call('PEXPIRE', key, string.format('%d', ttl))
@@ -305,5 +324,5 @@ end
 local cs, cf, cw = counts()
 local retry = 0
 if state == 1 then retry = untl - now end
-return {state, gen, cs, cf, cw, consec, probes, pok, retry, admitted, isprobe}
+return {state, gen, cs, cf, cw, consec, probes, pok, retry, admitted, isprobe, seq}
 `)

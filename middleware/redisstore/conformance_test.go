@@ -11,6 +11,7 @@ import (
 	"github.com/brace-go/brace/internal/redistest"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -19,7 +20,9 @@ import (
 // (it runs breaker's machine.step), and against the Lua script on a real
 // Redis, on the same fake clock, and requires the same snapshot after
 // every operation. This is what proves that the script mirrors the Go
-// state machine.
+// state machine. Snapshot.Seq differs between the stores by design (a
+// counter in memory, a number on the server's clock in Redis): each
+// store's Seqs must instead order its own snapshots (see checkSeq).
 func TestConformance(t *testing.T) {
 	srv := redistest.Shared(t)
 	policies := []struct {
@@ -60,9 +63,10 @@ func conform(t *testing.T, srv *redistest.Server, p breaker.Policy, seed uint64,
 
 	r := rand.New(rand.NewPCG(seed, 6))
 	ctx := context.Background()
-	var last breaker.Snapshot
+	var last, lastMem breaker.Snapshot
 	var trace []string
 	for i := range ops {
+		slept := false
 		if r.IntN(4) == 0 {
 			// Advance time by a whole number of microseconds, the
 			// resolution of the Redis clock.
@@ -72,6 +76,7 @@ func conform(t *testing.T, srv *redistest.Server, p breaker.Policy, seed uint64,
 				d = p.BucketWidth * time.Duration(1+r.IntN(p.Buckets+1))
 			}
 			time.Sleep(d)
+			slept = d > 0
 			trace = append(trace, "sleep "+d.String())
 		}
 		op := randomOp(r, last)
@@ -84,10 +89,34 @@ func conform(t *testing.T, srv *redistest.Server, p breaker.Policy, seed uint64,
 		if err != nil {
 			t.Fatalf("op %d: %v", i, err)
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(breaker.Snapshot{}, "Seq")); diff != "" {
 			t.Fatalf("op %d %+v: snapshot (-memory +redis):\n%s\nops so far:\n%v", i, op, diff, trace)
 		}
-		last = got
+		if i > 0 {
+			checkSeq(t, "memory", i, lastMem, want, slept)
+			checkSeq(t, "redis", i, last, got, slept)
+		}
+		last, lastMem = got, want
+	}
+}
+
+// checkSeq checks the Store contract's order between two consecutive
+// snapshots of one store: Seq never goes back, and it grows when the
+// stored state visibly changed — a new generation, a probe slot taken or
+// given back, a probe success, the consecutive count, or (with no time
+// passing, which moves the window by itself) any count.
+func checkSeq(t *testing.T, store string, i int, prev, cur breaker.Snapshot, slept bool) {
+	t.Helper()
+	changed := cur.Gen != prev.Gen ||
+		cur.Counts.Probes != prev.Counts.Probes ||
+		cur.Counts.ProbeSuccesses != prev.Counts.ProbeSuccesses ||
+		cur.Counts.ConsecutiveFailures != prev.Counts.ConsecutiveFailures ||
+		(!slept && cur.Counts != prev.Counts)
+	switch {
+	case cur.Seq < prev.Seq:
+		t.Fatalf("op %d: %s: Seq went back from %d to %d", i, store, prev.Seq, cur.Seq)
+	case changed && cur.Seq == prev.Seq:
+		t.Fatalf("op %d: %s: the state changed (%+v -> %+v) but Seq stayed %d", i, store, prev, cur, cur.Seq)
 	}
 }
 
