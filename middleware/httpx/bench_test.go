@@ -1,6 +1,7 @@
 package httpx_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +17,9 @@ import (
 )
 
 // BenchmarkTransport sends GETs over loopback to an httptest server: raw is
-// the base http.Transport alone, the baseline for the others.
+// the base http.Transport alone, the baseline for the others; raw+timeout
+// adds a hand-written per-request timeout done right (cancelled when the
+// body is closed), the baseline for httpx+timeout.
 func BenchmarkTransport(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
@@ -27,8 +30,19 @@ func BenchmarkTransport(b *testing.B) {
 	br, _ := breaker.New(breaker.Config{})
 	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
 	withDefaults, _ := httpx.NewTransport(base, httpx.TransportConfig{})
+	withTimeout, _ := httpx.NewTransport(base, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
 	withAttempt, _ := httpx.NewTransport(base, httpx.TransportConfig{
 		Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](br), to},
+	})
+	rawTimeout := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+		resp, err := base.RoundTrip(r.WithContext(ctx))
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		resp.Body = cancelOnClose{resp.Body, cancel}
+		return resp, nil
 	})
 	for _, bm := range []struct {
 		name string
@@ -36,6 +50,8 @@ func BenchmarkTransport(b *testing.B) {
 	}{
 		{"raw", base},
 		{"httpx", withDefaults},
+		{"raw+timeout", rawTimeout},
+		{"httpx+timeout", withTimeout},
 		{"httpx+breaker+timeout", withAttempt},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
@@ -51,6 +67,21 @@ func BenchmarkTransport(b *testing.B) {
 			}
 		})
 	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // BenchmarkProtect serves requests into an httptest.ResponseRecorder:
