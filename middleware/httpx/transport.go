@@ -243,6 +243,9 @@ func (t *Transport) attempt(ctx context.Context, in *http.Request) (*http.Respon
 	if err == nil && resp == nil {
 		err = errNilResponse
 	}
+	if err == nil && resp.Body == nil { // the contract says never nil; be lenient
+		resp.Body = http.NoBody
+	}
 	if err == nil && cancel != nil && !stop() {
 		// ctx ended just as the headers came in: the body is cancelled
 		// already, so the attempt failed.

@@ -845,3 +845,34 @@ func TestHeadersArriveAsAttemptEnds(t *testing.T) {
 		t.Errorf("body closed %d times, want 1", n)
 	}
 }
+
+// A base transport that breaks the RoundTripper contract gets an error or
+// a usable response, never a panic.
+func TestBaseBreakingContract(t *testing.T) {
+	tests := []struct {
+		name    string
+		base    roundTripFunc
+		wantErr bool
+	}{
+		{"nil response, nil error", func(*http.Request) (*http.Response, error) { return nil, nil }, true},
+		{"nil body", func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 503, Request: r}, nil
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+			tr := newTransport(t, tt.base, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
+			resp, err := tr.RoundTrip(mustGet(t, "http://example.invalid/"))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error: %v", err, tt.wantErr)
+			}
+			if resp != nil {
+				if _, err := io.ReadAll(resp.Body); err != nil {
+					t.Error(err)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}
