@@ -876,3 +876,67 @@ func TestBaseBreakingContract(t *testing.T) {
 		})
 	}
 }
+
+// A hedge in Attempt really sends a second copy of a slow GET; the winner's
+// body stays readable and the loser is cancelled. A POST is never hedged:
+// the copy fails with ErrNotReplayable and the first attempt's answer
+// stands.
+func TestHedgeInsideTransport(t *testing.T) {
+	h, err := hedge.New(hedge.Config{Percentile: hedge.Fixed, Delay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			firstGone := make(chan struct{})
+			release := make(chan struct{})
+			srv, count := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					if method == http.MethodPost {
+						<-release // answer only once the hedge has been refused
+						io.WriteString(w, "first")
+						return
+					}
+					<-r.Context().Done() // the slow copy, until the hedge wins
+					close(firstGone)
+					return
+				}
+				io.WriteString(w, "hedged")
+			})
+			var refused atomic.Int32
+			hook := func(next middleware.Stage[*http.Request, *http.Response]) middleware.Stage[*http.Request, *http.Response] {
+				return func(ctx context.Context, r *http.Request) (*http.Response, error) {
+					resp, err := next(ctx, r)
+					if errors.Is(err, httpx.ErrNotReplayable) {
+						refused.Add(1)
+						close(release)
+					}
+					return resp, err
+				}
+			}
+			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+				Attempt: []httpx.Middleware{hedge.Middleware[*http.Request, *http.Response](h), hook},
+			})
+			req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL, nil)
+			code, body, err := send(tr, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := reply{Status: 200, Body: "hedged"}
+			if method == http.MethodPost {
+				want.Body = "first"
+			}
+			if diff := cmp.Diff(want, reply{Status: code, Body: body}); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if method == http.MethodGet {
+				<-firstGone // the losing attempt was cancelled
+				if count.Load() != 2 {
+					t.Errorf("server saw %d requests, want 2", count.Load())
+				}
+			} else if count.Load() != 1 || refused.Load() != 1 {
+				t.Errorf("server saw %d requests, %d copies refused; want 1, 1", count.Load(), refused.Load())
+			}
+		})
+	}
+}
