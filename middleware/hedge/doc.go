@@ -43,7 +43,9 @@
 // attempt's context is cancelled and every attempt has returned: no
 // goroutine outlives the call, and the losers see context.Canceled. This
 // includes the winner's context, so a result tied to it (an http.Response
-// body) must be consumed inside the stage. A call returns only when its
+// body) must be consumed inside the stage — except through
+// httpx.Transport, which keeps a returned body readable (docs/http.md).
+// A call returns only when its
 // cancelled attempts have; a stage that ignores its context delays the
 // return. A panic in an attempt is re-raised in the caller's goroutine,
 // with the original value, once the other attempts have returned;
