@@ -98,7 +98,7 @@ func run(log *slog.Logger, out io.Writer) error {
 		return fmt.Sprintf("%s x%d = %d¢", q.SKU, q.Qty, q.Total), nil
 	}
 
-	guard, err := newGuard(log, &st)
+	guard, err := newGuard(log)
 	if err != nil {
 		return err
 	}
@@ -148,14 +148,19 @@ func run(log *slog.Logger, out io.Writer) error {
 	return nil
 }
 
-// guard holds the lookup stage's middlewares and the shared state behind
-// them, so the summary can read their counters.
+// guard holds the lookup stage's middlewares and the shared state and
+// counters behind them, so the summary can report what each concern did.
 type guard struct {
 	middlewares []middleware.Middleware[order, quote]
 	breaker     *breaker.Breaker
 	limiter     *backpressure.Limiter
-	dedup       *dedup.Counter
-	budget      *budget.Budget
+
+	dedup        dedup.Counter
+	retry        retry.Counter
+	breakerStats breaker.Counter
+	backpressure backpressure.Counter
+	timeout      timeout.Counter
+	softLimit    atomic.Int64
 }
 
 // newGuard builds the lookup stage's chain, outermost first:
@@ -163,15 +168,15 @@ type guard struct {
 //	Dedup → Retry → Breaker → Backpressure → Timeout → Recover → lookup
 //
 // docs/ordering.md explains why this order.
-func newGuard(log *slog.Logger, st *stats) (*guard, error) {
-	g := &guard{dedup: new(dedup.Counter)}
-	var err error
-	if g.budget, err = budget.New(budget.Config{Ratio: 0.5}); err != nil {
+func newGuard(log *slog.Logger) (*guard, error) {
+	g := new(guard)
+	extra, err := budget.New(budget.Config{Ratio: 0.5}) // retries worth at most half the calls
+	if err != nil {
 		return nil, err
 	}
 	dedupMW, err := dedup.New[order, quote](func(o order) order { return o }, dedup.Config{
 		TTL:     10 * time.Millisecond, // identical requests within 10ms share one result
-		OnServe: g.dedup.Observe,
+		Counter: &g.dedup,
 	})
 	if err != nil {
 		return nil, err
@@ -181,9 +186,9 @@ func newGuard(log *slog.Logger, st *stats) (*guard, error) {
 		MaxAttempts: 3,
 		BaseDelay:   5 * time.Millisecond,
 		MaxDelay:    40 * time.Millisecond,
-		Budget:      g.budget,
-		OnRetry:     func(int, error, time.Duration) { st.retries.Add(1) },
-		Logger:      log.With("concern", "retry"),
+		Budget:      extra,
+		Counter:     &g.retry,
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, err
@@ -193,10 +198,8 @@ func newGuard(log *slog.Logger, st *stats) (*guard, error) {
 		Threshold:      8,
 		OpenTimeout:    150 * time.Millisecond,
 		HalfOpenProbes: 2,
-		OnStateChange: func(from, to breaker.State, _ breaker.Counts) {
-			st.transitions.Add(1)
-		},
-		Logger: log.With("concern", "breaker"),
+		Counter:        &g.breakerStats,
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, err
@@ -204,11 +207,23 @@ func newGuard(log *slog.Logger, st *stats) (*guard, error) {
 	g.limiter, err = backpressure.New(10, backpressure.Config{
 		Name:      "inventory",
 		SoftLimit: 8,
+		Counter:   &g.backpressure,
+		// The soft limit is crossed often under this load: count every
+		// crossing, log only the first rather than pass the Logger.
+		OnSoftLimit: func(depth, soft int64) {
+			if g.softLimit.Add(1) == 1 {
+				log.Warn("backpressure: soft limit reached (logged once)", "depth", depth, "soft_limit", soft, "capacity", g.limiter.Capacity())
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	timeoutMW, err := timeout.New[order, quote](timeout.Config{Name: "lookup", Duration: 30 * time.Millisecond})
+	timeoutMW, err := timeout.New[order, quote](timeout.Config{
+		Name:     "lookup",
+		Duration: 30 * time.Millisecond,
+		Counter:  &g.timeout,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -223,11 +238,10 @@ func newGuard(log *slog.Logger, st *stats) (*guard, error) {
 	return g, nil
 }
 
-// stats counts the outcomes of the workers' calls by cause.
+// stats counts the outcomes of the workers' calls, as the callers saw
+// them, by cause.
 type stats struct {
 	calls, ok, downstream, panics, open, shed, timedOut, cancelled, other atomic.Int64
-	retries, transitions                                                  atomic.Int64
-	logged                                                                sync.Map // cause → struct{}: log each cause's first few failures only
 	logCount                                                              atomic.Int64
 }
 
@@ -260,25 +274,38 @@ func (s *stats) shouldLog() bool { return s.logCount.Add(1) <= 6 }
 func (s *stats) print(w io.Writer, g *guard, svc *downstream) {
 	calls, panics := svc.Counts()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	section := func(title string) { fmt.Fprintf(tw, "\t\t\n%s\t\t\n", title) }
 	row := func(name string, v any) { fmt.Fprintf(tw, "%s\t%v\t\n", name, v) }
-	ds := g.dedup.Stats()
-	fmt.Fprintln(tw, "summary\t\t")
+
+	section("calls, as the callers saw them")
 	row("calls", s.calls.Load())
 	row("successes", s.ok.Load())
 	row("failed: downstream error", s.downstream.Load())
 	row("failed: timeout", s.timedOut.Load())
-	row("failed: panic (recovered)", s.panics.Load())
+	row("failed: panic", s.panics.Load())
 	row("failed: breaker open", s.open.Load())
 	row("failed: shed (backpressure)", s.shed.Load())
 	row("failed: run ended", s.cancelled.Load())
 	row("failed: other", s.other.Load())
-	row("retries", s.retries.Load())
-	row("breaker transitions", s.transitions.Load())
-	row("breaker state at end", g.breaker.State())
+
+	rs, bs, ps, ts, ds := g.retry.Stats(), g.breakerStats.Stats(), g.backpressure.Stats(), g.timeout.Stats(), g.dedup.Stats()
+	section("what each concern did (their Counters)")
+	row("dedup: ran the stage", ds.Executions)
 	row("dedup: joined a running call", ds.Joins)
 	row("dedup: served from cache", ds.CacheHits)
-	row("dedup: executions", ds.Executions)
-	row("downstream calls", calls)
-	row("downstream panics (recovered)", panics)
+	row("retry: retries", rs.Retries)
+	row("retry: gave up", rs.Exhausted)
+	row("breaker: opened", bs.Transitions[breaker.Open])
+	row("breaker: closed again", bs.Transitions[breaker.Closed])
+	row("breaker: rejected", bs.Rejections)
+	row("breaker: state at end", g.breaker.State())
+	row("backpressure: admitted", ps.Admitted)
+	row("backpressure: shed", ps.Shed)
+	row("backpressure: soft limit reached", g.softLimit.Load())
+	row("timeout: attempts cut off", ts.Timeouts)
+
+	section("the downstream")
+	row("calls that reached it", calls)
+	row("panics (recovered, retried)", panics)
 	tw.Flush()
 }
