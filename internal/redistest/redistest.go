@@ -1,6 +1,7 @@
 // Package redistest runs real redis-server processes for tests: one per
 // test package, shared by its tests ([Shared]), or one per test ([Start])
-// for tests that stop, freeze or restart the server.
+// for tests that stop, freeze or restart the server, or a Redis Cluster of
+// three masters for one test ([StartCluster], which also needs redis-cli).
 //
 // A server listens on a free loopback port with persistence off
 // (--save "" --appendonly no) and is stopped when the package's tests end
@@ -10,8 +11,9 @@
 // CI is set they fail instead, so CI never silently skips them.
 //
 // The only waiting the helper does is a bounded readiness poll of the
-// external process: it dials and sends PING until the server answers, at
-// most [ReadyTimeout].
+// external processes: it dials and sends PING until a server answers, at
+// most [ReadyTimeout], and asks CLUSTER INFO until every node of a cluster
+// is ready, at most [ClusterReadyTimeout].
 package redistest
 
 import (
@@ -133,18 +135,37 @@ func Start(t testing.TB, extra ...string) *Server {
 }
 
 func start(path, dir string, extra []string) (*Server, error) {
+	return startNode(path, dir, extra, false)
+}
+
+// startNode starts a server; a cluster node also gets a free port for its
+// cluster bus (by default the port + 10000, which is not always free, nor
+// always a valid port) and a nodes file in dir.
+func startNode(path, dir string, extra []string, cluster bool) (*Server, error) {
 	var err error
 	for range 5 { // a free port can be taken between finding and binding it
-		var port int
+		var port, bus int
 		if port, err = freePort(); err != nil {
 			return nil, err
 		}
 		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, dir: dir}
-		s.args = append([]string{
+		s.args = []string{
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no",
 			"--dir", dir, "--logfile", filepath.Join(dir, "redis-"+strconv.Itoa(port)+".log"),
-		}, extra...)
+		}
+		if cluster {
+			if bus, err = freePort(); err != nil {
+				return nil, err
+			}
+			if bus == port {
+				continue
+			}
+			s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
+				"--cluster-config-file", filepath.Join(dir, "nodes-"+strconv.Itoa(port)+".conf"),
+				"--cluster-node-timeout", "3000")
+		}
+		s.args = append(s.args, extra...)
 		if err = s.launch(path); err == nil {
 			return s, nil
 		}
