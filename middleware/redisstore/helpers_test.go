@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,8 +72,38 @@ func client(t *testing.T) (*redis.Client, *counter) {
 }
 
 // name returns a breaker, cache or limiter name unique to the test.
+// name returns the test's key name: its own name, plus the run number from
+// the second run of the test on, so that runs of one test under -count=N
+// (task stress) on the shared server do not find each other's state. It is
+// the same for every call within one run.
 func name(t *testing.T) string {
-	return strings.NewReplacer("{", "(", "}", ")").Replace(t.Name())
+	n := strings.NewReplacer("{", "(", "}", ")").Replace(t.Name())
+	names.Lock()
+	defer names.Unlock()
+	if got, ok := names.byTest[t]; ok {
+		return got
+	}
+	if names.byTest == nil {
+		names.byTest, names.runs = map[*testing.T]string{}, map[string]int{}
+	}
+	runs := names.runs[n]
+	names.runs[n]++
+	if runs > 0 {
+		n += "#" + strconv.Itoa(runs+1)
+	}
+	names.byTest[t] = n
+	t.Cleanup(func() {
+		names.Lock()
+		delete(names.byTest, t)
+		names.Unlock()
+	})
+	return n
+}
+
+var names struct {
+	sync.Mutex
+	byTest map[*testing.T]string
+	runs   map[string]int // runs of each test name so far
 }
 
 func mustStore(t *testing.T, c redis.UniversalClient, name string) *redisstore.BreakerStore {
