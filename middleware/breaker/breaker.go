@@ -504,7 +504,10 @@ func (b *Breaker) apply(ctx context.Context, op Op) (Snapshot, bool) {
 			b.onStore(err)
 		}
 		if op.Kind == OpResult && !op.Probe {
-			op.Gen = b.m.gen // best effort: count the result locally
+			// Best effort: count the result locally. The view's generation
+			// is the machine's, published under b.mu; reading b.m here,
+			// without the lock, would race with adopt.
+			op.Gen = b.view.Load().gen
 		}
 	}
 	return b.applyLocal(&op), true
