@@ -62,6 +62,7 @@ type downstream struct {
 	start    time.Time
 	period   time.Duration
 	seed     uint64
+	fixed    *weather // if set, the weather at all times
 	capacity int64
 	v        *violations
 
@@ -79,6 +80,9 @@ type downstream struct {
 // starting with the fourth, degraded, so that even a short run opens,
 // probes and closes the breaker; the others are drawn at random.
 func (d *downstream) climate(now time.Time) weather {
+	if d.fixed != nil {
+		return *d.fixed
+	}
 	n := uint64(now.Sub(d.start) / d.period)
 	switch n % 4 {
 	case 1:
