@@ -136,18 +136,72 @@ func New[In, Out any, K comparable](key func(In) K, cfg Config) (middleware.Midd
 	if cfg.TTL > 0 && cfg.MaxEntries == 0 {
 		cfg.MaxEntries = DefaultMaxEntries
 	}
+	return build[In, Out](key, nil, cfg), nil
+}
+
+// Cache is a result cache that a deduplicating middleware built with
+// [NewWithCache] uses instead of its own in-memory one: for example a cache
+// in Redis (package redisstore's *Cache[Out] is a Cache[string, Out]),
+// which shares results between processes.
+//
+// Get returns the result cached for key and true, or false on a miss; a
+// cache that fails (its store is down, an entry does not decode) reports a
+// miss, so the stage runs. Set stores a result; the cache decides how long
+// it keeps it and how many it holds, and a Set that fails is dropped. Both
+// are called by the shared call, once per shared call, with its context
+// (see [New]); they must be safe for concurrent use and should bound their
+// own time, since the callers of the shared call wait for them. A panic in
+// either reaches the callers as a panic of the shared call would.
+type Cache[K comparable, Out any] interface {
+	Get(ctx context.Context, key K) (Out, bool)
+	Set(ctx context.Context, key K, out Out)
+}
+
+// NewWithCache is [New] with an external result cache instead of the
+// in-memory one: a shared call first asks cache for its key and, on a
+// miss, runs the stage and stores a successful result with cache.Set
+// before its callers get it. Concurrent calls with one key still share one
+// shared call, and so one Get (and at most one run and one Set). Errors,
+// panics and calls abandoned by all their callers are never stored.
+//
+// The cache owns expiry and size, so Config.TTL and Config.MaxEntries must
+// be zero, and Config.CacheErrors false. A call that starts a shared call
+// is reported (OnServe, Counter, Tracker, Logger) when it ends: as Cached
+// when the shared call was served by the cache, as Executed when it ran
+// the stage or when the caller left before it ended. Calls that join it
+// are Joined.
+func NewWithCache[In, Out any, K comparable](key func(In) K, cache Cache[K, Out], cfg Config) (middleware.Middleware[In, Out], error) {
+	switch {
+	case key == nil:
+		return nil, errors.New("dedup: key func must not be nil")
+	case cache == nil:
+		return nil, errors.New("dedup: cache must not be nil")
+	case cfg.TTL != 0:
+		return nil, fmt.Errorf("dedup: TTL must be zero with NewWithCache (the cache decides how long it keeps results), got %v", cfg.TTL)
+	case cfg.MaxEntries != 0:
+		return nil, fmt.Errorf("dedup: MaxEntries must be zero with NewWithCache (the cache bounds itself), got %d", cfg.MaxEntries)
+	case cfg.CacheErrors:
+		return nil, errors.New("dedup: CacheErrors must be false with NewWithCache (errors are never stored in an external cache)")
+	}
+	return build[In](key, cache, cfg), nil
+}
+
+// build returns the middleware for a validated cfg and, if not nil, an
+// external cache.
+func build[In, Out any, K comparable](key func(In) K, ext Cache[K, Out], cfg Config) middleware.Middleware[In, Out] {
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
 		g := &group[In, Out, K]{
 			key:     key,
 			next:    middleware.Apply(next), // a nil next fails with middleware.ErrNilStage
 			cfg:     cfg,
+			ext:     ext,
 			flights: make(map[K]*flight[Out]),
 		}
 		if cfg.TTL > 0 {
 			g.cache = &cache[K, Out]{ttl: cfg.TTL, max: cfg.MaxEntries, m: make(map[K]*entry[K, Out])}
 		}
 		return g.call
-	}, nil
+	}
 }
 
 // group is the state of one decorated stage.
@@ -155,6 +209,7 @@ type group[In, Out any, K comparable] struct {
 	key  func(In) K
 	next middleware.Stage[In, Out]
 	cfg  Config
+	ext  Cache[K, Out] // NewWithCache's cache, or nil
 
 	mu      sync.Mutex
 	flights map[K]*flight[Out] // running shared calls, guarded by mu
@@ -174,6 +229,7 @@ type flight[Out any] struct {
 
 	waiters   int  // callers still waiting, guarded by group.mu
 	abandoned bool // every caller left before the result, guarded by group.mu
+	hit       bool // served by the external cache; set like out
 }
 
 func (g *group[In, Out, K]) call(ctx context.Context, in In) (Out, error) {
@@ -215,13 +271,27 @@ func (g *group[In, Out, K]) call(ctx context.Context, in In) (Out, error) {
 		g.mu.Unlock()
 		go g.run(fctx, k, in, f)
 	}
-	g.served(ctx, k, how, tr)
+	// With an external cache, the caller that started the shared call
+	// learns whether it was served by the cache only when it ends.
+	late := how == Executed && g.ext != nil
+	if !late {
+		g.served(ctx, k, how, tr)
+	}
 
 	select {
 	case <-f.done:
 	case <-ctx.Done():
 		g.leave(ctx, k, f)
+		if late {
+			g.served(ctx, k, Executed, tr)
+		}
 		return zero, ctx.Err()
+	}
+	if late {
+		if f.hit {
+			how = Cached
+		}
+		g.served(ctx, k, how, tr)
 	}
 	if f.panicked != nil {
 		panic(f.panicked)
@@ -284,9 +354,40 @@ func (g *group[In, Out, K]) run(ctx context.Context, k K, in In, f *flight[Out])
 			}
 		}
 		g.finish(ctx, k, f, returned)
+		// Here rather than in finish, whose frame would otherwise be on
+		// the stack too: the shared call's goroutine starts with a small
+		// stack, and cancelling a context goes deep.
+		f.cancel()
 	}()
-	f.out, f.err = g.next(ctx, in)
+	if g.ext != nil {
+		g.external(ctx, k, in, f)
+	} else {
+		f.out, f.err = g.next(ctx, in)
+	}
 	returned = true
+}
+
+// external is the shared call with an external cache: it sets f's result
+// to the cache's, or to the stage's, stored in the cache when it
+// succeeded. It stores it
+// before the shared call ends, so that a call arriving meanwhile joins the
+// shared call and one arriving after it finds the result in the cache. A
+// shared call abandoned by all its callers (its context is then cancelled)
+// stores nothing.
+//
+// It is not inlined into run, so that the in-memory path's run keeps a
+// small frame: the shared call's goroutine starts with a small stack.
+//
+//go:noinline
+func (g *group[In, Out, K]) external(ctx context.Context, k K, in In, f *flight[Out]) {
+	if out, ok := g.ext.Get(ctx, k); ok {
+		f.out, f.hit = out, true
+		return
+	}
+	f.out, f.err = g.next(ctx, in)
+	if f.err == nil && ctx.Err() == nil {
+		g.ext.Set(ctx, k, f.out)
+	}
 }
 
 func (g *group[In, Out, K]) finish(ctx context.Context, k K, f *flight[Out], returned bool) {
@@ -310,7 +411,6 @@ func (g *group[In, Out, K]) finish(ctx context.Context, k K, f *flight[Out], ret
 	}
 	close(f.done)
 	g.mu.Unlock()
-	f.cancel()
 }
 
 func (g *group[In, Out, K]) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {

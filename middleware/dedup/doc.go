@@ -57,6 +57,20 @@
 // and then the oldest. Expired entries are removed when a call looks them
 // up or when a new result is stored: nothing runs in the background.
 //
+// # External cache
+//
+// [NewWithCache] takes a [Cache] instead — a Get and a Set, such as
+// redisstore's *Cache[Out], which shares results between processes. The
+// shared call asks the cache first and, on a miss, runs the stage and
+// stores a successful result before its callers get it, so concurrent
+// calls with one key cost one Get (and one run and one Set), and a call
+// that arrives after the shared call ended finds the result in the cache.
+// The cache owns expiry and bounds (TTL, MaxEntries and CacheErrors must be
+// left zero); errors, panics and abandoned calls are never stored; a cache
+// that fails is a miss. The caller that started the shared call is
+// reported when it ends: Cached if the cache had the result, Executed if
+// the stage ran.
+//
 // # Defaults and the zero value
 //
 // The zero [Config] deduplicates concurrent calls only: no cache, no hooks,
@@ -81,7 +95,11 @@
 // # Cost
 //
 // A call that starts a shared call pays for a goroutine, two contexts and
-// a channel, as singleflight.DoChan does. Measured on a 2-core AMD EPYC
+// a channel, as singleflight.DoChan does; with [NewWithCache], also the
+// cache's Get (and Set on a miss). BenchmarkExternalCacheHit, with a map
+// behind a mutex as the cache: about 870 ns and 6 allocs per hit, against
+// 27 ns for the Get alone — small next to a Redis round trip (about 25 µs
+// on loopback), which is what a cache in Redis costs per shared call. Measured on a 2-core AMD EPYC
 // (BenchmarkUncontended, same run, noisy shared machine): Dedup about
 // 800–900 ns, 352 B, 6 allocs per call, against 660–690 ns, 336 B, 6
 // allocs for DoChan (about 1.3×) and about 90 ns, 1 alloc for

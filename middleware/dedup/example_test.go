@@ -65,3 +65,48 @@ func ExampleTrack() {
 	// 5 <nil> new
 	// 5 <nil> cached
 }
+
+// sharedCache stands for a cache outside the process, such as
+// redisstore's *Cache[Out]: anything with this Get and Set is a
+// dedup.Cache.
+type sharedCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (c *sharedCache) Get(_ context.Context, key string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[key]
+	return v, ok
+}
+
+func (c *sharedCache) Set(_ context.Context, key, v string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[key] = v
+}
+
+// Two middlewares (as in two processes) share one external cache: the
+// second serves the first one's result without running its stage.
+func ExampleNewWithCache() {
+	cache := &sharedCache{m: map[string]string{}}
+	key := func(id int) string { return fmt.Sprint("user:", id) }
+	for _, process := range []string{"a", "b"} {
+		mw, err := dedup.NewWithCache(key, cache, dedup.Config{})
+		if err != nil {
+			panic(err)
+		}
+		fetchUser := middleware.Apply(func(_ context.Context, id int) (string, error) {
+			fmt.Println(process, "fetches user", id)
+			return fmt.Sprint("user ", id, " (fetched by ", process, ")"), nil
+		}, mw)
+		ctx, tr := dedup.Track(context.Background())
+		u, _ := fetchUser(ctx, 42)
+		fmt.Println(process, "got", u, "-", tr.Served())
+	}
+	// Output:
+	// a fetches user 42
+	// a got user 42 (fetched by a) - new
+	// b got user 42 (fetched by a) - cached
+}
