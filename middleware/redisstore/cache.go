@@ -76,9 +76,10 @@ type CacheConfig struct {
 // A Cache never fails a call: anything that goes wrong — Redis down, slow
 // or answering garbage, an entry written by an incompatible version, a
 // codec that panics — is a miss (or a result not stored), reported through
-// OnError and Logger. Its Get and Set have the shape a pluggable result
-// cache for dedup would take (see docs/distributed.md); [Cached] uses it
-// as a middleware today. It is safe for concurrent use.
+// OnError and Logger. It is a dedup.Cache[string, Out]: give it to
+// dedup.NewWithCache to collapse concurrent calls within a process and
+// share results between processes, or serve a stage from it with
+// [Cached]. It is safe for concurrent use.
 type Cache[Out any] struct {
 	common
 	name    string
@@ -201,9 +202,10 @@ func (c *Cache[Out]) report(ctx context.Context, key string, err error) {
 // successful result is stored for the cache's TTL (errors are not
 // cached). A hit costs one round trip, a miss two (Get, then Set).
 //
-// Results are shared: each hit decodes its own copy. Put a dedup
-// middleware outside Cached to also collapse concurrent calls within a
-// process.
+// Results are shared: each hit decodes its own copy. To also collapse
+// concurrent calls within a process, use the cache with
+// dedup.NewWithCache instead: concurrent calls with one key then share one
+// Get, one run and one Set.
 func Cached[In, Out any](c *Cache[Out], key func(In) string) middleware.Middleware[In, Out] {
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
 		next = middleware.Apply(next) // a nil next fails with middleware.ErrNilStage

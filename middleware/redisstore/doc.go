@@ -34,10 +34,13 @@
 // # Result cache
 //
 // A [Cache] keeps results of type Out for a TTL, encoded by a [Codec]
-// (JSON by default) and bounded in size per entry; [Cached] serves a stage
-// from it. Anything that goes wrong — Redis down, an entry that does not
-// decode, one too large — is a miss, reported through OnError and the
-// Logger, never a failed call or a panic.
+// (JSON by default) and bounded in size per entry. It is a
+// dedup.Cache[string, Out]: dedup.NewWithCache collapses concurrent calls
+// within a process and shares their results through Redis with every
+// other process; [Cached] serves a stage from it without dedup. Anything
+// that goes wrong — Redis down, an entry that does not decode, one too
+// large — is a miss, reported through OnError and the Logger, never a
+// failed call or a panic.
 //
 // # Global concurrency limit
 //
