@@ -3,6 +3,7 @@ package benchcmp
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,9 @@ func backpressureScenarios() []scenario {
 			{name: "direct", build: buildDirect, zeroAlloc: true},
 			{name: "semaphore", build: func(_ testing.TB, s Stage) Stage {
 				return semaphoreTryCall(semaphore.NewWeighted(capacity), s)
+			}, zeroAlloc: true},
+			{name: "atomic", build: func(_ testing.TB, s Stage) Stage {
+				return atomicCall(new(atomic.Int64), capacity, s)
 			}, zeroAlloc: true},
 			{name: "brace", build: func(tb testing.TB, s Stage) Stage {
 				return braceLimiterCall(newBraceLimiter(tb, capacity, backpressure.Shed), s)
@@ -58,6 +62,11 @@ func backpressureScenarios() []scenario {
 				}
 				tb.Cleanup(func() { sem.Release(1) })
 				return semaphoreTryCall(sem, s)
+			}, zeroAlloc: true},
+			{name: "atomic", build: func(_ testing.TB, s Stage) Stage {
+				n := new(atomic.Int64)
+				n.Store(1) // full
+				return atomicCall(n, 1, s)
 			}, zeroAlloc: true},
 			{name: "brace", build: func(tb testing.TB, s Stage) Stage {
 				l := newBraceLimiter(tb, 1, backpressure.Shed)
@@ -89,7 +98,7 @@ func backpressureScenarios() []scenario {
 	}
 }
 
-// errSemaphoreFull is the baseline's rejection.
+// errSemaphoreFull is the rejection of the baselines.
 var errSemaphoreFull = errors.New("benchcmp: semaphore full")
 
 // errShed lists the rejection of every implementation at capacity.
@@ -113,6 +122,24 @@ func semaphoreTryCall(sem *semaphore.Weighted, s Stage) Stage {
 			return 0, errSemaphoreFull
 		}
 		defer sem.Release(1)
+		return s(ctx, in)
+	}
+}
+
+// atomicCall is the floor of any exact limit on calls in flight: one
+// atomic add on a shared counter to enter and one to leave (two
+// read-modify-writes of one cache line per call, which is what stops such
+// a limit from scaling across CPUs on a stage that does nothing). It sheds
+// when the add overshoots, so a call racing with one that overshoots may be
+// shed although a slot is about to be free: it is a baseline, not a limiter
+// with Brace's guarantees (no queue, no FIFO, no weights).
+func atomicCall(n *atomic.Int64, capacity int64, s Stage) Stage {
+	return func(ctx context.Context, in int) (int, error) {
+		if n.Add(1) > capacity {
+			n.Add(-1)
+			return 0, errSemaphoreFull
+		}
+		defer n.Add(-1)
 		return s(ctx, in)
 	}
 }

@@ -18,11 +18,13 @@
 //   - path: the success path, or a failure path (an open breaker
 //     rejecting, a limiter shedding at capacity, a call that fails twice
 //     and succeeds on its third attempt with all delays set to zero);
+//     path=busy decorates [Busy], a stage that does real work, instead of
+//     [Work];
 //   - mode: seq (one goroutine) or par (b.RunParallel, GOMAXPROCS
 //     goroutines sharing one middleware instance);
 //   - impl: brace, a peer (gobreaker, eapache, backoff, failsafe), or a
 //     baseline (direct, a hand-written loop, x/sync's semaphore or
-//     singleflight, context.WithTimeout).
+//     singleflight, a bare atomic counter, context.WithTimeout).
 //
 // Every implementation decorates the same stage, [Work], and is built once
 // before the timer starts; only calls are timed. The tests of this package
@@ -33,8 +35,9 @@
 // # Running it
 //
 // `task bench:compare` at the repository root runs every benchmark six
-// times, interleaved, and summarises the runs with benchstat; the result
-// is published in docs/performance.md. To run a part by hand:
+// times, interleaved, and the parallel success paths with -cpu 1,2, and
+// summarises the runs with benchstat and cmd/benchtab; the result is
+// published in docs/performance.md. To run a part by hand:
 //
 //	cd internal/benchcmp
 //	go test -run '^$' -bench 'Breaker/path=closed' -benchmem -count 6

@@ -16,6 +16,28 @@ type Stage = func(ctx context.Context, in int) (int, error)
 //go:noinline
 func Work(_ context.Context, in int) (int, error) { return in + 1, nil }
 
+// errBusy is never returned in practice: it makes Busy's result depend on
+// its loop, so that the compiler cannot drop the loop.
+var errBusy = errors.New("benchcmp: busy stage hit its unlikely value")
+
+// Busy is a stage that does about 150 ns of arithmetic (on the machine of
+// docs/performance.md) before returning its input plus one, touching no
+// shared memory. It stands for a call that does real work: under
+// b.RunParallel its throughput doubles with two CPUs unless the middleware
+// around it serialises the calls.
+//
+//go:noinline
+func Busy(_ context.Context, in int) (int, error) {
+	x := uint64(in)
+	for range 128 {
+		x = x*6364136223846793005 + 1442695040888963407 // a linear congruential step
+	}
+	if x == 42 {
+		return 0, errBusy
+	}
+	return in + 1, nil
+}
+
 // ErrFlaky is the error of the failed attempts of a [Flaky] stage.
 var ErrFlaky = errors.New("benchcmp: flaky attempt")
 

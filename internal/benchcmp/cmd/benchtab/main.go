@@ -63,7 +63,7 @@ func run(w io.Writer, files []string) error {
 // compared to them as brace ÷ baseline, whereas peers are compared as
 // peer ÷ brace.
 var baselines = map[string]bool{
-	"direct": true, "loop": true, "semaphore": true, "context": true,
+	"direct": true, "loop": true, "semaphore": true, "atomic": true, "context": true,
 	"singleflight-Do": true, "singleflight-DoChan": true,
 }
 
