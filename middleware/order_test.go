@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
@@ -172,4 +173,39 @@ func TestOrderRecoverInnermostIsRetried(t *testing.T) {
 			t.Errorf("got (%d, %v) after %d calls, want (7, nil) after 2", out, err, calls.Load())
 		}
 	})
+}
+
+// The success path of the composed Retry → Breaker → Backpressure chain
+// allocates nothing, and neither does a call that fails once and succeeds
+// on its retry (with the delay zeroed). Timing is measured in benchmarks
+// (internal/benchcmp); this guards the allocations in every CI run.
+func TestComposedAllocs(t *testing.T) {
+	if testenv.RaceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	rt := must(retry.New[int, int](retry.Config{MaxAttempts: 3, DelayFunc: func(int, error) time.Duration { return 0 }}))
+	br := must(breaker.New(breaker.Config{Threshold: 5}))
+	bp := must(backpressure.New(8, backpressure.Config{}))
+	fail := true
+	stage := middleware.Apply(func(_ context.Context, in int) (int, error) {
+		if in < 0 && fail {
+			fail = false
+			return 0, errDown
+		}
+		fail = true
+		return in, nil
+	}, rt, breaker.Middleware[int, int](br), backpressure.Middleware[int, int](bp))
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		in   int
+	}{{"success", 1}, {"one retry", -1}} {
+		if n := testing.AllocsPerRun(1000, func() {
+			if _, err := stage(ctx, tt.in); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%s: %v allocs per call, want 0", tt.name, n)
+		}
+	}
 }
