@@ -67,7 +67,7 @@ func main() {
 func newLogger(w *os.File) *slog.Logger {
 	fi, err := w.Stat()
 	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
-	return slog.New(tint.NewHandler(w, &tint.Options{
+	return slog.New(tint.NewTextHandler(w, &tint.Options{
 		Level:      slog.LevelInfo,
 		TimeFormat: "15:04:05.000",
 		NoColor:    !tty,

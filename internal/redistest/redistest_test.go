@@ -157,18 +157,24 @@ func TestCluster(t *testing.T) {
 	t.Logf("cluster of %v ready in %v", c.Addrs, time.Since(start))
 	ctx := context.Background()
 	cc := c.Client(t)
-	slots, err := cc.ClusterSlots(ctx).Result()
+	shards, err := cc.ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	covered := 0
+	covered := int64(0)
 	masters := map[string]bool{}
-	for _, s := range slots {
-		covered += s.End - s.Start + 1
-		masters[s.Nodes[0].Addr] = true
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			covered += r.End - r.Start + 1
+		}
+		for _, n := range sh.Nodes {
+			if n.Role == "master" && len(sh.Slots) > 0 {
+				masters[fmt.Sprintf("%s:%d", n.IP, n.Port)] = true
+			}
+		}
 	}
 	if covered != 16384 || len(masters) != redistest.ClusterNodes {
-		t.Fatalf("slots %+v: %d slots on %d masters, want 16384 on %d", slots, covered, len(masters), redistest.ClusterNodes)
+		t.Fatalf("shards %+v: %d slots on %d masters, want 16384 on %d", shards, covered, len(masters), redistest.ClusterNodes)
 	}
 	// Keys land on every master, and the cluster client follows them.
 	seen := map[string]bool{}

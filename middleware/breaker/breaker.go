@@ -575,9 +575,7 @@ func (b *Breaker) adopt(s *Snapshot, seen uint64) {
 func (b *Breaker) publish(local bool) {
 	m := &b.m
 	b.fails.Store(int64(m.consec))
-	for _, t := range m.trans[:m.ntrans] {
-		b.events = append(b.events, t)
-	}
+	b.events = append(b.events, m.trans[:m.ntrans]...)
 	v := b.view.Load()
 	if v.state == m.state && v.gen == m.gen && v.local == local && (m.state != Open || v.until == m.until) {
 		return
