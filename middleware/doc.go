@@ -14,8 +14,9 @@
 //	call := middleware.Apply(fetch, retryMW, breakerMW, timeoutMW)
 //
 // runs retry around breaker around timeout around fetch. Chain() is the
-// identity, nil middlewares are skipped, and a nil stage becomes one that
-// returns [ErrNilStage] rather than panicking when called.
+// identity. Nothing panics on bad input: a nil stage becomes one that
+// returns [ErrNilStage] when called, and a nil middleware (most often a
+// constructor's ignored error) one that returns [ErrNilMiddleware].
 //
 // # Decorating plain funcs
 //

@@ -20,29 +20,44 @@ type Middleware[In, Out any] func(next Stage[In, Out]) Stage[In, Out]
 // calling such a stage reports the mistake instead.
 var ErrNilStage = errors.New("middleware: nil stage")
 
+// ErrNilMiddleware is returned by every call of a Stage that [Chain],
+// [Apply] or a Wrap adapter built with a nil Middleware among its
+// arguments. A nil middleware is most often the result of a constructor
+// whose error was ignored, so it is reported rather than skipped: a chain
+// that silently lost its retry or its breaker would be worse than one that
+// fails. Use Chain() for "no middleware".
+var ErrNilMiddleware = errors.New("middleware: nil middleware (was a constructor's error ignored?)")
+
 // Chain composes middlewares into one. The first middleware is the
 // outermost: Chain(a, b, c)(s) is a(b(c(s))), so a call enters a, then b,
-// then c, then s. Chain() is the identity. Nil middlewares are skipped.
+// then c, then s. Chain() is the identity. If any middleware is nil, the
+// stage Chain builds fails every call with [ErrNilMiddleware].
 func Chain[In, Out any](mws ...Middleware[In, Out]) Middleware[In, Out] {
-	mws = slices.Clone(compact(mws)) // the caller may reuse its slice
-	switch len(mws) {
-	case 0:
+	switch {
+	case hasNil(mws):
+		return func(Stage[In, Out]) Stage[In, Out] { return fail[In, Out](ErrNilMiddleware) }
+	case len(mws) == 0:
 		return identity[In, Out]
-	case 1:
+	case len(mws) == 1:
 		return mws[0]
 	}
+	mws = slices.Clone(mws) // the caller may reuse its slice
 	return func(next Stage[In, Out]) Stage[In, Out] {
 		return wrap(next, mws)
 	}
 }
 
 // Apply decorates s with mws, the first being the outermost. It is
-// Chain(mws...)(s). A nil s becomes a Stage that returns [ErrNilStage].
+// Chain(mws...)(s). A nil s becomes a Stage that returns [ErrNilStage]; a
+// nil middleware, one that returns [ErrNilMiddleware].
 func Apply[In, Out any](s Stage[In, Out], mws ...Middleware[In, Out]) Stage[In, Out] {
-	return wrap(s, compact(mws))
+	if hasNil(mws) {
+		return fail[In, Out](ErrNilMiddleware)
+	}
+	return wrap(s, mws)
 }
 
-// wrap applies mws (already free of nils) around s, innermost last.
+// wrap applies mws (free of nils) around s, innermost last.
 func wrap[In, Out any](s Stage[In, Out], mws []Middleware[In, Out]) Stage[In, Out] {
 	s = orNil(s)
 	for i := len(mws) - 1; i >= 0; i-- {
@@ -53,22 +68,8 @@ func wrap[In, Out any](s Stage[In, Out], mws []Middleware[In, Out]) Stage[In, Ou
 
 func identity[In, Out any](next Stage[In, Out]) Stage[In, Out] { return orNil(next) }
 
-// compact returns mws without nil entries. It copies only when it must, so
-// the caller's slice is never modified.
-func compact[In, Out any](mws []Middleware[In, Out]) []Middleware[In, Out] {
-	for i, m := range mws {
-		if m == nil {
-			out := make([]Middleware[In, Out], 0, len(mws)-1)
-			out = append(out, mws[:i]...)
-			for _, m := range mws[i+1:] {
-				if m != nil {
-					out = append(out, m)
-				}
-			}
-			return out
-		}
-	}
-	return mws
+func hasNil[In, Out any](mws []Middleware[In, Out]) bool {
+	return slices.ContainsFunc(mws, func(m Middleware[In, Out]) bool { return m == nil })
 }
 
 // orNil replaces a nil stage by one that fails with ErrNilStage.
@@ -76,8 +77,13 @@ func orNil[In, Out any](s Stage[In, Out]) Stage[In, Out] {
 	if s != nil {
 		return s
 	}
+	return fail[In, Out](ErrNilStage)
+}
+
+// fail returns a stage that fails every call with err.
+func fail[In, Out any](err error) Stage[In, Out] {
 	return func(context.Context, In) (Out, error) {
 		var zero Out
-		return zero, ErrNilStage
+		return zero, err
 	}
 }

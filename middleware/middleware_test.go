@@ -79,19 +79,61 @@ func TestChainIdentity(t *testing.T) {
 	}
 }
 
-func TestChainSkipsNilAndCopies(t *testing.T) {
+func TestChainCopies(t *testing.T) {
 	var log []string
-	mws := []middleware.Middleware[int, int]{nil, trace(&log, "a"), nil, trace(&log, "b"), nil}
+	mws := []middleware.Middleware[int, int]{trace(&log, "a"), trace(&log, "b")}
 	chain := middleware.Chain(mws...)
 	// Reusing the caller's slice must not change a chain already built.
-	mws[1] = trace(&log, "changed")
-	mws[3] = nil
+	mws[0] = trace(&log, "changed")
+	mws[1] = nil
 	if _, err := chain(double)(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"enter a", "enter b", "exit b", "exit a"}
 	if diff := cmp.Diff(want, log); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
+	}
+}
+
+// A nil middleware is most often a constructor's ignored error: it must not
+// be skipped silently (the chain would lose its retry or its breaker), nor
+// panic; every call reports it.
+func TestNilMiddleware(t *testing.T) {
+	var log []string
+	a := trace(&log, "a")
+	unit := func(next middleware.Stage[struct{}, struct{}]) middleware.Stage[struct{}, struct{}] { return next }
+	ctx := context.Background()
+	calls := map[string]func() error{
+		"Chain": func() error {
+			_, err := middleware.Chain(a, nil)(double)(ctx, 1)
+			return err
+		},
+		"Chain of one nil": func() error {
+			_, err := middleware.Chain[int, int](nil)(double)(ctx, 1)
+			return err
+		},
+		"Apply": func() error {
+			_, err := middleware.Apply(double, nil, a)(ctx, 1)
+			return err
+		},
+		"Wrap": func() error {
+			_, err := middleware.Wrap(double, a, nil)(ctx, 1)
+			return err
+		},
+		"WrapErr": func() error {
+			return middleware.WrapErr(func() error { return nil }, unit, nil)()
+		},
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			log = nil
+			if err := call(); !errors.Is(err, middleware.ErrNilMiddleware) {
+				t.Errorf("err = %v, want ErrNilMiddleware", err)
+			}
+			if len(log) != 0 {
+				t.Errorf("the other middlewares or the stage ran: %v", log)
+			}
+		})
 	}
 }
 
