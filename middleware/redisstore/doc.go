@@ -42,6 +42,29 @@
 // large — is a miss, reported through OnError and the Logger, never a
 // failed call or a panic.
 //
+// # Calls in flight across processes
+//
+// [Flights] and [Deduplicated] extend dedup across processes: while a call
+// for a key runs in one process, calls with the same key in the others
+// wait for its result instead of running the stage again. Put Deduplicated
+// inside dedup.New (or dedup.NewWithCache), which collapses each process's
+// calls into one first:
+//
+//	flights, err := redisstore.NewFlights[User](rdb, "users", redisstore.FlightConfig{Lease: 5 * time.Second})
+//	byID, err := dedup.New[int, User](func(id int) int { return id }, dedup.Config{})
+//	get := middleware.Apply(fetchUser, byID, redisstore.Deduplicated(flights, strconv.Itoa))
+//
+// The first call takes a lease on the key (SET NX PX, one script) and
+// leads; the others poll for its result, pausing 1ms, then twice as long
+// each time up to PollInterval (20ms), for at most MaxWait (default: the
+// Lease, 10s), and then run the stage themselves. A leader publishes a
+// successful result for ResultTTL and releases its lease in one script; a
+// failed leader publishes only that it failed, and its followers run the
+// stage themselves, so each gets a real error of its own. A leader that
+// crashes leaves its lease to expire and a follower takes over. When Redis
+// fails, calls run the stage unshared, reported through OnError. Nothing
+// runs in the background: followers poll on their own goroutines.
+//
 // # Global concurrency limit
 //
 // A [Limiter] bounds the calls in flight across processes; [Limit] guards
@@ -99,4 +122,12 @@
 // loopback against 19 µs for a PING (38 µs in rate mode with 10 buckets),
 // and about 1.3 KB in 20–22 allocations, most of them go-redis's. A cache hit
 // is one round trip, a miss two; a limited call two.
+//
+// A call through Deduplicated (BenchmarkFlights, a busier run of the same
+// machine, PING at 54 µs) costs 110–125 µs as a leader: two round trips
+// (take the lease, publish), about 2.2 KB in 48 allocations. A follower
+// whose leader has finished costs two round trips too, but returns only
+// at its first look, after 1ms: 1.2 ms. A follower waits at most one pause
+// (up to PollInterval) longer than its leader runs, and sends one round
+// trip per look.
 package redisstore

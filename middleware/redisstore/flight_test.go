@@ -1,9 +1,11 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -654,6 +656,8 @@ func TestFlightsCorruptResult(t *testing.T) {
 			cfg := calm(redisstore.FlightConfig{Lease: time.Minute, MaxEntrySize: 64})
 			a := newFproc(t, srv, arr, 1, name(t), cfg)
 			cfg.Codec = tt.codec
+			var logs bytes.Buffer
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			b := newFproc(t, srv, arr, 2, name(t), cfg)
 			close(b.release)
 			ctx := context.Background()
@@ -675,6 +679,11 @@ func TestFlightsCorruptResult(t *testing.T) {
 			wantOutcomes(t, "b", &b.out, redisstore.FlightStoreFailed)
 			if errs := b.rep.take(); len(errs) != 1 || !errors.Is(errs[0], tt.want) {
 				t.Errorf("follower reported %v, want one error matching %v", errs, tt.want)
+			}
+			for _, want := range []string{"level=WARN", "level=DEBUG", `outcome="store failed"`, "name=" + name(t), "key=k", "err="} {
+				if !strings.Contains(logs.String(), want) {
+					t.Errorf("log does not contain %q:\n%s", want, logs.String())
+				}
 			}
 			close(a.release)
 			recv(t, ra)
