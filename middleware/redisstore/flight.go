@@ -146,15 +146,16 @@ func (o FlightOutcome) String() string {
 // [Deduplicated], inside dedup.New or dedup.NewWithCache, which collapse
 // the calls within a process first.
 //
-// The first call for a key takes a lease on it in Redis (SET NX PX) and
-// becomes the leader; the others follow: they poll for the leader's
+// The first call for a key takes a lease on it in Redis (SET PX Lease, in
+// a script that first checks the key is free) and becomes the leader; the others follow: they poll for the leader's
 // result, with pauses from 1ms doubling up to PollInterval, for at most
 // MaxWait. A successful result is published, encoded by the Codec, for
 // ResultTTL; a failed call publishes only that it failed, and its
 // followers then run the stage themselves, so each gets a real error of
 // its own. A leader that dies leaves its lease to expire, and a follower
-// takes over. When Redis fails, calls run the stage unshared. No call
-// waits longer than MaxWait plus a few Timeouts, nor past its context.
+// takes over. When Redis fails, calls run the stage unshared. A call runs
+// the stage itself at most MaxWait plus one Timeout after it started, and
+// stops waiting when its context ends.
 //
 // Keys are prefix:flight:<name>:{key:<key>}:lock and
 // ...:{key:<key>}:result:<token>; the braces are a hash tag, so on a
@@ -516,7 +517,8 @@ func fly[In, Out any](ctx context.Context, f *Flights[Out], key string, in In, n
 // lead runs the stage as the leader and publishes its outcome: the
 // encoded result, or failedMarker for an error, a result that cannot be
 // shared, a panic or runtime.Goexit — so that followers never wait on a
-// leader that is gone while its process lives.
+// leader that is gone while its process lives. from is the token of the
+// leader it took over from, if any: its followers get the result too.
 func lead[In, Out any](ctx context.Context, f *Flights[Out], key, token, from string, in In, next middleware.Stage[In, Out], how FlightOutcome) (out Out, err error) {
 	f.outcome(ctx, key, how)
 	returned := false
