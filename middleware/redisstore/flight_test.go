@@ -240,8 +240,9 @@ func TestFlightsConfigErrors(t *testing.T) {
 	}
 }
 
-// TestFlightsKeyLayout: a key's lock and results share a hash tag, and
-// every key expires.
+// TestFlightsKeyLayout: the lock's key, as documented. (Its slot, shared
+// with the results, is checked in TestFlightsCluster; expiry in
+// TestFlightsTwoProcesses.)
 func TestFlightsKeyLayout(t *testing.T) {
 	c := redistest.Shared(t).Client(t)
 	f, err := redisstore.NewFlights[int](c, "users", redisstore.FlightConfig{})
