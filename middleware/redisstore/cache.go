@@ -134,7 +134,7 @@ func (c *Cache[Out]) Get(ctx context.Context, key string) (Out, bool) {
 		c.report(ctx, key, fmt.Errorf("redisstore: cache %s: entry larger than MaxEntrySize %d: %w", c.name, c.max, ErrEntryTooLarge))
 		return out, false
 	}
-	if err := c.decode(data, &out); err != nil {
+	if err := safeUnmarshal(c.codec, data, &out); err != nil {
 		var zero Out
 		c.report(ctx, key, fmt.Errorf("redisstore: cache %s: %w: %w", c.name, ErrCorruptEntry, err))
 		return zero, false
@@ -142,31 +142,12 @@ func (c *Cache[Out]) Get(ctx context.Context, key string) (Out, bool) {
 	return out, true
 }
 
-// decode runs the codec, turning a panic into an error.
-func (c *Cache[Out]) decode(data []byte, out *Out) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("codec panicked: %v", r)
-		}
-	}()
-	return c.codec.Unmarshal(data, out)
-}
-
-func (c *Cache[Out]) encode(out Out) (data []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("codec panicked: %v", r)
-		}
-	}()
-	return c.codec.Marshal(out)
-}
-
 // Set caches out for key for the cache's TTL. A result that does not
 // encode or is larger than MaxEntrySize is not stored; that and Redis
 // errors are reported through OnError and Logger. One round trip, bounded
 // by Timeout.
 func (c *Cache[Out]) Set(ctx context.Context, key string, out Out) {
-	data, err := c.encode(out)
+	data, err := safeMarshal(c.codec, out)
 	switch {
 	case err != nil:
 		c.report(ctx, key, fmt.Errorf("redisstore: cache %s: encode: %w", c.name, err))
@@ -227,4 +208,23 @@ func Cached[In, Out any](c *Cache[Out], key func(In) string) middleware.Middlewa
 			return out, err
 		}
 	}
+}
+
+// safeMarshal and safeUnmarshal run a codec, turning a panic into an error.
+func safeMarshal(c Codec, v any) (data []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("codec panicked: %v", r)
+		}
+	}()
+	return c.Marshal(v)
+}
+
+func safeUnmarshal(c Codec, data []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("codec panicked: %v", r)
+		}
+	}()
+	return c.Unmarshal(data, v)
 }

@@ -538,22 +538,3 @@ func alone[In, Out any](ctx context.Context, f *Flights[Out], key string, in In,
 	f.outcome(ctx, key, how)
 	return next(ctx, in)
 }
-
-// safeMarshal and safeUnmarshal run a codec, turning a panic into an error.
-func safeMarshal(c Codec, v any) (data []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("codec panicked: %v", r)
-		}
-	}()
-	return c.Marshal(v)
-}
-
-func safeUnmarshal(c Codec, data []byte, v any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("codec panicked: %v", r)
-		}
-	}()
-	return c.Unmarshal(data, v)
-}
