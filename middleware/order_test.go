@@ -16,8 +16,11 @@ import (
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/dedup"
 	"github.com/brace-go/brace/middleware/fallback"
+	"github.com/brace-go/brace/middleware/ratelimit"
 	"github.com/brace-go/brace/middleware/retry"
+	"github.com/brace-go/brace/middleware/timeout"
 )
 
 var errDown = errors.New("downstream down")
@@ -207,5 +210,156 @@ func TestComposedAllocs(t *testing.T) {
 		}); n != 0 {
 			t.Errorf("%s: %v allocs per call, want 0", tt.name, n)
 		}
+	}
+}
+
+func TestOrderFallbackInsideDedupCachesTheDegradedAnswer(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		fbInside bool
+		want     string // the second call's answer, after the downstream recovered
+	}{
+		{"Fallback outside Dedup", false, "fresh"},
+		{"Fallback inside Dedup", true, "stale"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				down := true
+				stage := func(context.Context, string) (string, error) {
+					if down {
+						return "", errDown
+					}
+					return "fresh", nil
+				}
+				dd := must(dedup.New[string, string](func(k string) string { return k }, dedup.Config{TTL: time.Minute}))
+				fb := fallback.Value[string, string]("stale", fallback.Config{})
+				mws := []middleware.Middleware[string, string]{fb, dd}
+				if tt.fbInside {
+					mws[0], mws[1] = mws[1], mws[0]
+				}
+				call := middleware.Apply(stage, mws...)
+				if got, _ := call(context.Background(), "k"); got != "stale" {
+					t.Fatalf("during the outage got %q, want the fallback", got)
+				}
+				down = false
+				time.Sleep(time.Second) // well within the TTL
+				if got, _ := call(context.Background(), "k"); got != tt.want {
+					t.Errorf("after recovery got %q, want %q", got, tt.want)
+				}
+			})
+		})
+	}
+}
+
+func TestOrderLimiterOutsideBreakerSpendsTokensOnRejections(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		rlOutside  bool
+		wantTokens bool // a token is left once the breaker closes again
+	}{
+		{"Breaker outside RateLimit", false, true},
+		{"RateLimit outside Breaker", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rl := must(ratelimit.New(ratelimit.Config{Rate: 1, Burst: 3})) // 3 calls, then 1 a second
+				br := must(breaker.New(breaker.Config{Threshold: 1}))
+				mws := []middleware.Middleware[int, int]{breaker.Middleware[int, int](br), ratelimit.Middleware[int, int](rl)}
+				if tt.rlOutside {
+					mws[0], mws[1] = mws[1], mws[0]
+				}
+				var calls atomic.Int64
+				stage := middleware.Apply(failing(&calls), mws...)
+				_, _ = stage(context.Background(), 1) // fails: the breaker opens
+				for range 2 {
+					if _, err := stage(context.Background(), 1); !errors.Is(err, breaker.ErrOpen) {
+						t.Fatalf("err = %v, want the breaker's rejection", err)
+					}
+				}
+				if calls.Load() != 1 {
+					t.Fatalf("downstream calls = %d, want 1", calls.Load())
+				}
+				br.Reset()
+				_, err := stage(context.Background(), 1)
+				if limited := errors.Is(err, ratelimit.ErrLimited); limited == tt.wantTokens {
+					t.Errorf("after the reset: err = %v; want a token left: %v", err, tt.wantTokens)
+				}
+			})
+		})
+	}
+}
+
+func TestOrderTimeoutOutsideRetryOnlyLeavesNoTimeToRetry(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		perAttempt bool
+		wantCalls  int64
+		wantOK     bool
+	}{
+		{"Timeout inside Retry", true, 2, true},
+		{"Timeout outside Retry only", false, 1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				to := must(timeout.New[int, int](timeout.Config{Duration: time.Second}))
+				mws := []middleware.Middleware[int, int]{quickRetry(3), to}
+				if !tt.perAttempt {
+					mws[0], mws[1] = mws[1], mws[0]
+				}
+				var calls atomic.Int64
+				stage := middleware.Apply(func(ctx context.Context, in int) (int, error) {
+					if calls.Add(1) == 1 {
+						<-ctx.Done() // the first attempt hangs until its deadline
+						return 0, ctx.Err()
+					}
+					return in, nil
+				}, mws...)
+				_, err := stage(context.Background(), 1)
+				if (err == nil) != tt.wantOK || calls.Load() != tt.wantCalls {
+					t.Errorf("err = %v after %d calls; want success %v after %d", err, calls.Load(), tt.wantOK, tt.wantCalls)
+				}
+			})
+		})
+	}
+}
+
+func TestOrderRetryOutsideDedupRunsALoopPerCaller(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		dedupOutside bool
+	}{
+		{"Dedup outside Retry", true},
+		{"Retry outside Dedup", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const callers, attempts = 10, 3
+				var runs atomic.Int64
+				stage := func(context.Context, string) (string, error) {
+					runs.Add(1)
+					time.Sleep(10 * time.Millisecond) // slow enough for callers to join
+					return "", errDown
+				}
+				rt := must(retry.New[string, string](retry.Config{MaxAttempts: attempts, BaseDelay: 100 * time.Millisecond, Seed: 1}))
+				dd := must(dedup.New[string, string](func(k string) string { return k }, dedup.Config{}))
+				mws := []middleware.Middleware[string, string]{dd, rt}
+				if !tt.dedupOutside {
+					mws[0], mws[1] = mws[1], mws[0]
+				}
+				call := middleware.Apply(stage, mws...)
+				var wg sync.WaitGroup
+				for range callers {
+					wg.Go(func() { _, _ = call(context.Background(), "k") })
+				}
+				wg.Wait()
+				got := runs.Load()
+				if tt.dedupOutside && got != attempts {
+					t.Errorf("the stage ran %d times, want %d: one shared retry loop", got, attempts)
+				}
+				if !tt.dedupOutside && got <= attempts {
+					t.Errorf("the stage ran %d times; with a loop per caller and jittered delays it runs more than %d", got, attempts)
+				}
+			})
+		})
 	}
 }
