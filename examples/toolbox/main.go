@@ -207,8 +207,10 @@ func showFallback(log *slog.Logger, r *report) error {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(2, 2))
 	var fresh, stale, failed int
+	known := sku(-1) // the first SKU the price service priced
 	for range lookups {
-		p, err := getPrice(ctx, sku(rng.IntN(skus)))
+		id := sku(rng.IntN(skus))
+		p, err := getPrice(ctx, id)
 		switch {
 		case err != nil:
 			failed++
@@ -216,6 +218,9 @@ func showFallback(log *slog.Logger, r *report) error {
 			stale++
 		default:
 			fresh++
+			if known < 0 {
+				known = id
+			}
 		}
 	}
 	flaky := counter.Stats()
@@ -223,13 +228,6 @@ func showFallback(log *slog.Logger, r *report) error {
 	// Outage: every lookup fails. A SKU priced before is still answered;
 	// one never priced cannot be, and both failures stay reachable.
 	svc.setDown(true)
-	known := sku(-1)
-	for id := range sku(skus) {
-		if _, err := cache.stale(ctx, id, nil); err == nil {
-			known = id
-			break
-		}
-	}
 	knownPrice, knownErr := getPrice(ctx, known)
 	_, unseenErr := getPrice(ctx, sku(99))
 	fbErr, isFallbackErr := errors.AsType[*fallback.Error](unseenErr)
@@ -404,15 +402,15 @@ func tenants(guarded middleware.Stage[string, int]) tenantRun {
 			tick := time.NewTicker(time.Millisecond)
 			defer tick.Stop()
 			for {
-				if _, err := guarded(ctx, "noisy"); err == nil {
-					ok.Add(1)
-				}
-				sent.Add(1)
 				select {
 				case <-ctx.Done():
 					return
 				case <-tick.C:
 				}
+				if _, err := guarded(ctx, "noisy"); err == nil {
+					ok.Add(1)
+				}
+				sent.Add(1)
 			}
 		})
 	}
@@ -735,6 +733,8 @@ func showAdaptive(log *slog.Logger, r *report) error {
 	r.row("adaptive: limit changes / admitted / rejected", fmt.Sprintf("%d / %d / %d", stats.LimitChanges, stats.Admitted, stats.Rejected))
 	r.check("the limit moved", stats.LimitChanges >= 1)
 	r.check("calls beyond the limit were rejected", rejected >= 1 && uint64(rejected) == stats.Rejected)
-	r.check("the limit settled below the offered concurrency", median < workers)
+	// Noise in the latencies pushes a Vegas limit down, never up, so only
+	// the upper bound is checked; the ratio above shows how close it came.
+	r.check(fmt.Sprintf("the limit came down from %d to at most 2× the capacity", workers), median <= 2*capacity)
 	return nil
 }
