@@ -268,12 +268,8 @@ func (l *Limiter) acquire(ctx context.Context, w int64) error {
 			return l.wait(ctx, w)
 		}
 		if l.state.CompareAndSwap(s, s+uint64(w)) {
-			if l.counter != nil {
-				l.counter.admitted.Add(1)
-			}
-			if l.softLimit > 0 {
-				l.checkSoftLimit(ctx, inflight+w, w)
-			}
+			l.admitted()
+			l.checkSoftLimit(ctx, inflight+w, w)
 			return nil
 		}
 	}
