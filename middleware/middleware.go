@@ -33,13 +33,8 @@ var ErrNilMiddleware = errors.New("middleware: nil middleware (was a constructor
 // then c, then s. Chain() is the identity. If any middleware is nil, the
 // stage Chain builds fails every call with [ErrNilMiddleware].
 func Chain[In, Out any](mws ...Middleware[In, Out]) Middleware[In, Out] {
-	switch {
-	case hasNil(mws):
+	if hasNil(mws) {
 		return func(Stage[In, Out]) Stage[In, Out] { return fail[In, Out](ErrNilMiddleware) }
-	case len(mws) == 0:
-		return identity[In, Out]
-	case len(mws) == 1:
-		return mws[0]
 	}
 	mws = slices.Clone(mws) // the caller may reuse its slice
 	return func(next Stage[In, Out]) Stage[In, Out] {
@@ -65,8 +60,6 @@ func wrap[In, Out any](s Stage[In, Out], mws []Middleware[In, Out]) Stage[In, Ou
 	}
 	return s
 }
-
-func identity[In, Out any](next Stage[In, Out]) Stage[In, Out] { return orNil(next) }
 
 func hasNil[In, Out any](mws []Middleware[In, Out]) bool {
 	return slices.ContainsFunc(mws, func(m Middleware[In, Out]) bool { return m == nil })

@@ -147,8 +147,10 @@ func TestNilStage(t *testing.T) {
 		{"Apply nil", middleware.Apply[int, int](nil)},
 		{"Apply nil through middleware", middleware.Apply(nil, passThrough)},
 		{"Chain nil", middleware.Chain[int, int]()(nil)},
+		{"Chain of one, nil", middleware.Chain(passThrough)(nil)},
 		{"Chain of two, nil", middleware.Chain(passThrough, passThrough)(nil)},
 		{"middleware returning nil", middleware.Apply(double, nilMaker)},
+		{"Chain of one returning nil", middleware.Chain(nilMaker)(double)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
