@@ -310,6 +310,8 @@ func TestChaosLatencyHonoursContext(t *testing.T) {
 	})
 }
 
+// The doc's claim: a call Chaos does not pick (switched off, or not drawn)
+// allocates nothing.
 func TestChaosOffAllocs(t *testing.T) {
 	if testenv.RaceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")
@@ -320,5 +322,18 @@ func TestChaosOffAllocs(t *testing.T) {
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(1000, func() { s(ctx, 0) }); n != 0 {
 		t.Errorf("disabled chaos allocates %v times per call; want 0", n)
+	}
+
+	// Enabled, with a rate so small that no call is drawn: the cost of
+	// Enabled and the random draw alone.
+	var injected atomic.Int64
+	on := func() bool { return true }
+	s = middleware.Apply(c.stage, mustChaos(t, bracetest.ChaosConfig{InjectionRate: 1e-300, Enabled: on, Seed: 1,
+		OnInject: func() { injected.Add(1) }}, bracetest.FailWith[int, string](errBoom)))
+	if n := testing.AllocsPerRun(1000, func() { s(ctx, 0) }); n != 0 {
+		t.Errorf("enabled chaos allocates %v times per call not picked; want 0", n)
+	}
+	if n := injected.Load(); n != 0 {
+		t.Errorf("%d calls picked at rate 1e-300; want 0", n)
 	}
 }
