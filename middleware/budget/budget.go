@@ -113,8 +113,9 @@ func term(name string, v, def float64) (float64, error) {
 // Deposit records one call. Call it once per call, before or after its first
 // attempt, whether or not extra attempts follow.
 func (b *Budget) Deposit() {
+	now := b.epoch() // read the clock before taking the lock, as Withdraw does
 	b.mu.Lock()
-	b.current(b.epoch()).deposits++
+	b.current(now).deposits++
 	b.mu.Unlock()
 }
 
