@@ -2,6 +2,7 @@ package backpressure_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/brace-go/brace/middleware"
@@ -27,6 +28,23 @@ func BenchmarkAdmit(b *testing.B) {
 				b.Fatal("TryAcquire failed")
 			}
 			sink, _ = stage(ctx, i)
+			sem.Release(1)
+		}
+	})
+	// The design the Limiter replaced: the semaphore plus an atomic
+	// counter beside it, so that the depth can be read.
+	b.Run("alternative=semaphore+atomic-depth", func(b *testing.B) {
+		sem := semaphore.NewWeighted(64)
+		var depth atomic.Int64
+		stage := middleware.Stage[int, int](noop)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if !sem.TryAcquire(1) {
+				b.Fatal("TryAcquire failed")
+			}
+			depth.Add(1)
+			sink, _ = stage(ctx, i)
+			depth.Add(-1)
 			sem.Release(1)
 		}
 	})
