@@ -237,17 +237,17 @@ func (p Permit) Release(sample bool) {
 // The update is TCP Vegas's, as in Netflix's concurrency-limits: with the
 // no-load latency B (the baseline) and the window's mean latency M, about
 // queue = N·(1 − B/M) of the N calls in flight (the window's peak, at most
-// the limit L) are waiting rather than being served. Below alpha = 3·log10(L) the downstream has room, and the limit
-// grows by log10(L) (at least 1) if the window used at least half of it;
-// above beta = 6·log10(L) calls are queueing and it shrinks by as much, or,
-// far above (2·beta), drops at once to the limit that would leave beta
-// queued.
+// the limit L) are waiting rather than being served. Below alpha =
+// 3·log10(L) the downstream has room, and the limit grows by log10(L) (at
+// least 1) if the window used at least half of it; above beta = 6·log10(L)
+// calls are queueing and it shrinks by as much, or, far above (2·beta),
+// drops at once to the limit that would leave beta queued.
 //
 // The baseline is the lowest window mean seen. So that it can also rise
 // (a downstream that became slower for good), every probeEvery windows the
-// limit is set to half the calls in flight for one window and the baseline is replaced by the mean
-// latency of the calls admitted under the halved limit, as BBR's ProbeRTT
-// does.
+// limit is set to half the calls in flight for one window and the
+// baseline is replaced by the mean latency of the calls admitted under the
+// halved limit, as BBR's ProbeRTT does.
 func (l *Limiter) record(start time.Time, rtt time.Duration) (from, to int, mean time.Duration, changed bool) {
 	if l.probing && start.Before(l.probeStart) {
 		return 0, 0, 0, false // admitted under the full limit: not a no-load sample
