@@ -68,5 +68,5 @@
 // context.WithTimeout around the call (BenchmarkTimeout beside
 // BenchmarkWithTimeout) and 2 ns for the call alone. When the caller's
 // deadline is earlier, no context is derived: one clock read, about 60 ns,
-// nothing allocated (BenchmarkTimeoutParentFirst).
+// nothing allocated (BenchmarkTimeoutParentFirst, TestAllocs).
 package timeout

@@ -94,7 +94,7 @@ func New[In, Out any](cfg Config) (middleware.Middleware[In, Out], error) {
 				// applies, and its error is the caller's.
 				return next(ctx, in)
 			}
-			tctx, cancel := context.WithDeadlineCause(ctx, start.Add(d), ErrTimeout) // one clock read
+			tctx, cancel := context.WithDeadlineCause(ctx, start.Add(d), ErrTimeout)
 			defer cancel()
 			out, err := next(tctx, in)
 			if context.Cause(tctx) != ErrTimeout {

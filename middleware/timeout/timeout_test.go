@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/retry"
 	"github.com/brace-go/brace/middleware/timeout"
@@ -328,4 +329,25 @@ func TestConcurrent(t *testing.T) {
 			t.Fatalf("ok %d, timed out %d, hook %d; want %d each", ok.Load(), timedOut.Load(), timeouts.Load(), goroutines/2)
 		}
 	})
+}
+
+// TestAllocs backs the package doc: when the caller's deadline comes first
+// no context is derived, so the call allocates nothing, with or without a
+// Counter.
+func TestAllocs(t *testing.T) {
+	if testenv.RaceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ok := func(_ context.Context, in int) (int, error) { return in, nil }
+	for name, cfg := range map[string]timeout.Config{
+		"parent first":              {Duration: time.Hour},
+		"parent first with Counter": {Duration: time.Hour, Counter: new(timeout.Counter)},
+	} {
+		s := mustNew(t, cfg)(ok)
+		if n := testing.AllocsPerRun(1000, func() { _, _ = s(ctx, 1) }); n != 0 {
+			t.Errorf("%s: %v allocs per call; want 0", name, n)
+		}
+	}
 }
