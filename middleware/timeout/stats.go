@@ -13,7 +13,7 @@ type Counter struct {
 
 // Stats is a snapshot of a [Counter].
 type Stats struct {
-	Calls    uint64 // calls that returned, timed out or not
+	Calls    uint64 // calls started, timed out or not (counted on entry)
 	Timeouts uint64 // calls whose deadline passed before the stage returned (as OnTimeout sees them)
 }
 
