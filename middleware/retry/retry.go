@@ -164,12 +164,12 @@ func (p *policy) decide(ctx context.Context, attempt int, err error, prev time.D
 	}
 	delay = min(delay, p.max)
 
-	if p.maxElapsed > 0 || hasDeadline(ctx) {
-		now := time.Now()
-		if p.maxElapsed > 0 && now.Add(delay).Sub(start) > p.maxElapsed {
+	if dl, hasDL := ctx.Deadline(); p.maxElapsed > 0 || hasDL {
+		end := time.Now().Add(delay) // when the next attempt would start
+		if p.maxElapsed > 0 && end.Sub(start) > p.maxElapsed {
 			return ReasonElapsed, delay
 		}
-		if dl, ok := ctx.Deadline(); ok && !now.Add(delay).Before(dl) {
+		if hasDL && !end.Before(dl) {
 			return ReasonDeadline, delay
 		}
 	}
@@ -178,11 +178,6 @@ func (p *policy) decide(ctx context.Context, attempt int, err error, prev time.D
 		return ReasonBudget, delay
 	}
 	return 0, delay
-}
-
-func hasDeadline(ctx context.Context) bool {
-	_, ok := ctx.Deadline()
-	return ok
 }
 
 func (p *policy) exhausted(ctx context.Context, reason Reason, attempts int, delay time.Duration, last error, earlier *history) error {
