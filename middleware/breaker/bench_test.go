@@ -3,11 +3,14 @@ package breaker_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
 )
+
+var clockSink time.Duration
 
 func ok(context.Context, int) (int, error) { return 1, nil }
 
@@ -69,6 +72,15 @@ func TestAllocs(t *testing.T) {
 
 func BenchmarkBreaker(b *testing.B) {
 	ctx := context.Background()
+	// Baseline for the paths that must read the clock (rate mode, open
+	// rejections): one monotonic clock read, as the breaker does it.
+	b.Run("Clock", func(b *testing.B) {
+		base := time.Now()
+		b.ReportAllocs()
+		for b.Loop() {
+			clockSink = time.Since(base)
+		}
+	})
 	for _, name := range []string{"Direct", "Consecutive", "Rate", "Open"} {
 		s := stages(b)[name]
 		b.Run(name, func(b *testing.B) {
