@@ -163,8 +163,9 @@ func (l *Limiter) acquire(ctx context.Context) (ls lease, local bool, err error)
 		return lease{}, false, ctx.Err() // the caller left
 	}
 	// Whether or not the script ran, the call goes to the local limiter;
-	// a lease it may have taken in Redis expires after Lease.
-	l.storeError(ctx, fmt.Errorf("redisstore: limiter %s: acquire: %w", l.name, ctxErr(rctx, err)))
+	// a lease it may have taken in Redis expires after Lease. (run has
+	// matched err to rctx's error already; rctx is cancelled by now.)
+	l.storeError(ctx, fmt.Errorf("redisstore: limiter %s: acquire: %w", l.name, err))
 	return lease{}, true, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,8 +127,8 @@ func TestCrashedLeasesExpire(t *testing.T) {
 // limiter (capacity LocalCapacity), and the error is reported.
 func TestLimiterFallback(t *testing.T) {
 	srv := redistest.Start(t)
-	var storeErrs int
-	l := mustLimiter(t, srv.Client(t), 10, redisstore.LimiterConfig{LocalCapacity: 1, OnStoreError: func(error) { storeErrs++ }})
+	var storeErrs []error
+	l := mustLimiter(t, srv.Client(t), 10, redisstore.LimiterConfig{LocalCapacity: 1, OnStoreError: func(err error) { storeErrs = append(storeErrs, err) }})
 	ctx := context.Background()
 	srv.Stop()
 	inner := make(chan error, 1)
@@ -145,8 +146,37 @@ func TestLimiterFallback(t *testing.T) {
 	if err := <-inner; !errors.Is(err, backpressure.ErrShed) {
 		t.Errorf("second call beyond LocalCapacity: %v, want shed", err)
 	}
-	if storeErrs != 2 {
-		t.Errorf("store errors reported %d, want 2", storeErrs)
+	if len(storeErrs) != 2 {
+		t.Errorf("store errors reported %d, want 2", len(storeErrs))
+	}
+	// Nobody cancelled anything: the error must not say so.
+	for _, err := range storeErrs {
+		if errors.Is(err, context.Canceled) {
+			t.Errorf("store error %q matches context.Canceled; want Redis's own", err)
+		}
+	}
+}
+
+// TestLimiterStoreErrorIsRedis: a key of the wrong type makes Redis fail
+// the acquire at once; the call goes through the local limiter and the
+// reported error is Redis's, not a context error nobody caused.
+func TestLimiterStoreErrorIsRedis(t *testing.T) {
+	c := redistest.Shared(t).Client(t)
+	var storeErrs []error
+	l := mustLimiter(t, c, 10, redisstore.LimiterConfig{OnStoreError: func(err error) { storeErrs = append(storeErrs, err) }})
+	ctx := context.Background()
+	if err := c.Set(ctx, l.Key(), "not a sorted set", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := middleware.Apply(func(_ context.Context, i int) (int, error) { return i, nil }, redisstore.Limit[int, int](l))
+	if _, err := s(ctx, 1); err != nil {
+		t.Fatalf("call with the store failing: %v, want admitted locally", err)
+	}
+	if len(storeErrs) != 1 {
+		t.Fatalf("store errors reported: %v, want one", storeErrs)
+	}
+	if err := storeErrs[0]; !strings.Contains(err.Error(), "WRONGTYPE") || errors.Is(err, context.Canceled) {
+		t.Errorf("store error %q, want Redis's WRONGTYPE and not context.Canceled", err)
 	}
 }
 
