@@ -97,7 +97,7 @@
 // MaxElapsed adds a clock read per call (45 ns total here), a Budget a
 // clock read and a lock (42 ns), a result check its call (6 ns). A failure
 // followed by a successful retry with zero delay costs 45 ns and allocates
-// nothing; three failures ending in an ExhaustedError cost 170 ns and 3
+// nothing (TestAllocs); three failures ending in an ExhaustedError cost 170 ns and 3
 // allocations (the error).
 //
 // A nil Config.Counter leaves the success path as above (3.2 ns against

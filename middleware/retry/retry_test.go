@@ -864,4 +864,24 @@ func TestAllocs(t *testing.T) {
 			t.Errorf("%s: success path allocates %v times; want 0", name, n)
 		}
 	}
+
+	// The doc's other claim: a failure followed by a successful retry
+	// (zero delay) allocates nothing either; only an ExhaustedError does.
+	fail := false
+	flaky := func(context.Context, int) (int, error) {
+		if fail = !fail; fail {
+			return 0, errFlakyAlloc
+		}
+		return 1, nil
+	}
+	s := mustNew(t, retry.Config{DelayFunc: func(int, error) time.Duration { return 0 }})(flaky)
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, err := s(ctx, 1); err != nil {
+			t.Fatalf("retry after one failure: %v", err)
+		}
+	}); n != 0 {
+		t.Errorf("one failure then success allocates %v times; want 0", n)
+	}
 }
+
+var errFlakyAlloc = errors.New("flaky")
