@@ -241,9 +241,13 @@ func (g *group[In, Out, K]) call(ctx context.Context, in In) (Out, error) {
 	k := g.key(in)
 	tr, _ := ctx.Value(trackerKey{}).(*Tracker)
 
+	var now time.Time
+	if g.cache != nil {
+		now = time.Now() // before the lock: every call for this stage waits on it
+	}
 	g.mu.Lock()
 	if g.cache != nil {
-		if e := g.cache.get(k, time.Now()); e != nil {
+		if e := g.cache.get(k, now); e != nil {
 			out, err := e.out, e.err
 			g.mu.Unlock()
 			g.served(ctx, k, Cached, tr)
