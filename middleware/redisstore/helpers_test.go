@@ -71,7 +71,6 @@ func client(t *testing.T) (*redis.Client, *counter) {
 	return c, &n
 }
 
-// name returns a breaker, cache or limiter name unique to the test.
 // name returns the test's key name: its own name, plus the run number from
 // the second run of the test on, so that runs of one test under -count=N
 // (task stress) on the shared server do not find each other's state. It is

@@ -69,8 +69,8 @@ type common struct {
 	prefix  string
 }
 
-// newCommon validates what every constructor takes. kind names the
-// constructor's subject in errors ("breaker", "cache", "limiter").
+// newCommon validates what every constructor takes and fills in the
+// defaults of prefix and timeout.
 func newCommon(c redis.UniversalClient, name, prefix string, timeout time.Duration) (common, error) {
 	switch {
 	case c == nil:
