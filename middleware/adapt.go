@@ -2,38 +2,19 @@ package middleware
 
 import "context"
 
-// The Wrap adapters decorate an ordinary func with middlewares and give it
-// back in its own shape, so existing call sites do not change. Inputs and
-// outputs a func does not have are struct{}: a func(context.Context) error is
-// decorated with Middleware[struct{}, struct{}] values.
-//
-// Funcs without a context run their stage on [context.Background]; use a
-// context-taking shape when calls must be cancellable.
+// The adapters below decorate funcs that are not Stages and give them back
+// in their own shape. Each takes the call's context: a func that cannot be
+// cancelled cannot be bounded by a timeout or abandoned by a caller who
+// left, so there is no adapter for a func without one. Close over the
+// context instead, and for HTTP use middleware/httpx, whose transport
+// rewinds request bodies and gives each attempt the request's context;
+// decorating (*http.Client).Do with a generic adapter would retry a POST
+// whose body was already consumed.
 
-// Wrap decorates a func with the Stage shape and returns it as a plain func,
-// for example a method value such as client.Get(ctx, key).
-func Wrap[In, Out any](f func(context.Context, In) (Out, error), mws ...Middleware[In, Out]) func(context.Context, In) (Out, error) {
-	var s Stage[In, Out]
-	if f != nil {
-		s = f
-	}
-	return Apply(s, mws...)
-}
-
-// WrapFunc decorates a func(In) (Out, error), such as (*http.Client).Do.
-// The stage runs on context.Background(); the input may carry its own
-// context, as an *http.Request does.
-func WrapFunc[In, Out any](f func(In) (Out, error), mws ...Middleware[In, Out]) func(In) (Out, error) {
-	var s Stage[In, Out]
-	if f != nil {
-		s = func(_ context.Context, in In) (Out, error) { return f(in) }
-	}
-	st := Apply(s, mws...)
-	return func(in In) (Out, error) { return st(context.Background(), in) }
-}
-
-// WrapCtx decorates a func(context.Context) (Out, error).
-func WrapCtx[Out any](f func(context.Context) (Out, error), mws ...Middleware[struct{}, Out]) func(context.Context) (Out, error) {
+// WrapFunc decorates f with mws and returns it in its own shape. The input
+// of the Stage the middlewares see is struct{}. It panics, as [Apply]
+// does, if f or a middleware is nil.
+func WrapFunc[Out any](f func(context.Context) (Out, error), mws ...Middleware[struct{}, Out]) func(context.Context) (Out, error) {
 	var s Stage[struct{}, Out]
 	if f != nil {
 		s = func(ctx context.Context, _ struct{}) (Out, error) { return f(ctx) }
@@ -42,8 +23,9 @@ func WrapCtx[Out any](f func(context.Context) (Out, error), mws ...Middleware[st
 	return func(ctx context.Context) (Out, error) { return st(ctx, struct{}{}) }
 }
 
-// WrapCtxErr decorates a func(context.Context) error.
-func WrapCtxErr(f func(context.Context) error, mws ...Middleware[struct{}, struct{}]) func(context.Context) error {
+// WrapErr decorates f, a func that returns only an error, with mws. It
+// panics, as [Apply] does, if f or a middleware is nil.
+func WrapErr(f func(context.Context) error, mws ...Middleware[struct{}, struct{}]) func(context.Context) error {
 	var s Stage[struct{}, struct{}]
 	if f != nil {
 		s = func(ctx context.Context, _ struct{}) (struct{}, error) { return struct{}{}, f(ctx) }
@@ -51,19 +33,6 @@ func WrapCtxErr(f func(context.Context) error, mws ...Middleware[struct{}, struc
 	st := Apply(s, mws...)
 	return func(ctx context.Context) error {
 		_, err := st(ctx, struct{}{})
-		return err
-	}
-}
-
-// WrapErr decorates a func() error. The stage runs on context.Background().
-func WrapErr(f func() error, mws ...Middleware[struct{}, struct{}]) func() error {
-	var s Stage[struct{}, struct{}]
-	if f != nil {
-		s = func(context.Context, struct{}) (struct{}, error) { return struct{}{}, f() }
-	}
-	st := Apply(s, mws...)
-	return func() error {
-		_, err := st(context.Background(), struct{}{})
 		return err
 	}
 }

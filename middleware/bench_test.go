@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"testing"
 
@@ -53,4 +54,26 @@ func BenchmarkRecover(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		sink, _ = s(ctx, i)
 	}
+}
+
+// BenchmarkEmit is the cost an observer adds to an event: a no-op observer
+// against no observer at all (the concerns test o != nil first).
+func BenchmarkEmit(b *testing.B) {
+	ctx := context.Background()
+	err := errors.New("x")
+	b.Run("nil", func(b *testing.B) {
+		var obs middleware.Observer
+		for b.Loop() {
+			if obs != nil {
+				middleware.Emit(ctx, obs, middleware.Event{Kind: middleware.Rejected, Concern: "backpressure", Err: err})
+			}
+		}
+	})
+	b.Run("no-op", func(b *testing.B) {
+		obs := middleware.ObserverFunc(func(context.Context, middleware.Event) {})
+		b.ReportAllocs()
+		for b.Loop() {
+			middleware.Emit(ctx, obs, middleware.Event{Kind: middleware.Rejected, Concern: "backpressure", Err: err})
+		}
+	})
 }

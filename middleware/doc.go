@@ -1,29 +1,49 @@
-// Package middleware defines Brace's core types: a typed [Stage] of work and
-// the [Middleware] that decorates it, plus the helpers that compose them.
+// Package middleware defines Brace's core types: a typed [Stage] of work, the
+// [Middleware] that decorates it and the helpers that compose them, and the
+// one event stream every concern reports through ([Event], [Observer],
+// [Log]).
 //
-// Every concern in Brace — retry, breaker, dedup, backpressure, timeout — is
-// a Middleware[In, Out] built once from a Config and applied to any number
-// of stages. The sub-packages hold the concerns; this package holds only the
-// shapes they share and has no dependency beyond the standard library.
+// Every concern in Brace — retry, breaker, dedup, backpressure, timeout —
+// has one shape: a value built once from a Config by its package's New,
+// turned into a Middleware[In, Out] for any stage type by its package's
+// Middleware adapter. The sub-packages hold the concerns; this package holds
+// only what they share and has no dependency beyond the standard library.
 //
 // # Composing
 //
 // [Chain] composes middlewares into one, the first being the outermost, and
 // [Apply] decorates a stage directly:
 //
-//	call := middleware.Apply(fetch, retryMW, breakerMW, timeoutMW)
+//	call := middleware.Apply(fetch, retry.Middleware[int, string](r), breaker.Middleware[int, string](b))
 //
-// runs retry around breaker around timeout around fetch. Chain() is the
-// identity. Nothing panics on bad input: a nil stage becomes one that
-// returns [ErrNilStage] when called, and a nil middleware (most often a
-// constructor's ignored error) one that returns [ErrNilMiddleware].
+// runs the retry around the breaker around fetch. Chain() is the identity.
+// Package [github.com/brace-go/brace/middleware/stack] composes the usual
+// concerns in the recommended order in one call, with the types inferred.
+//
+// # Programmer errors
+//
+// A nil stage, a nil middleware (most often a constructor's ignored error)
+// or a middleware that returns a nil stage is a programmer error, not a
+// failure: Chain and Apply panic when the chain is built, with a message
+// naming the mistake ("middleware: nil middleware (argument 2 of 3; ...)"),
+// as net/http panics on a nil handler. Such a mistake therefore never
+// reaches a call, where a retry would retry it and a fallback hide it.
 //
 // # Decorating plain funcs
 //
-// [Wrap], [WrapFunc], [WrapCtx], [WrapCtxErr] and [WrapErr] decorate funcs of
-// other shapes and hand them back in their own shape, so a method value such
-// as client.Do can be decorated without a hand-written closure. Inputs and
-// outputs the func does not have are struct{}.
+// [WrapFunc] and [WrapErr] decorate funcs that take a context and hand them
+// back in their own shape; the func gets the context the middlewares pass
+// down, so a deadline set by one of them bounds it. There is no adapter for
+// a func without a context: it could not be bounded or abandoned. For HTTP,
+// use package httpx, never an adapter around (*http.Client).Do.
+//
+// # Events
+//
+// Each concern's Config has one observation field, Observer, which receives
+// typed [Event]s with the call's context. [Emit] delivers them, recovering a
+// panicking observer; [Observers] fans out to several; [Log] turns events
+// into log/slog records, the one place where message and attribute names
+// are defined. docs/observability.md lists every event.
 //
 // # Panics
 //
@@ -35,11 +55,12 @@
 //
 // Composition happens once, when the chain is built. Calling a chained
 // stage costs one indirect call per middleware and allocates nothing
-// (see BenchmarkChain and TestAllocs).
+// (TestAllocs); emitting an event to an observer allocates nothing
+// (TestEmitAllocs), and a call that succeeds untouched emits none.
 //
 // # Concurrency
 //
 // Stages and middlewares are plain funcs; what Chain and Apply return is
 // immutable and safe for concurrent use whenever the stages and middlewares
-// it was built from are.
+// it was built from are. Observers must be safe for concurrent use.
 package middleware

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strconv"
 
 	"github.com/brace-go/brace/middleware"
@@ -52,23 +54,24 @@ func ExampleApply() {
 	// hi!
 }
 
-// WrapFunc decorates a func(In) (Out, error), such as strconv.Atoi or
-// (*http.Client).Do, and gives it back in its own shape.
+// WrapFunc decorates a func that takes a context and returns a value and an
+// error, and gives it back in its own shape. The func gets the context the
+// middlewares pass down, so a deadline set by one of them bounds it.
 func ExampleWrapFunc() {
 	counted := 0
-	count := func(next middleware.Stage[string, int]) middleware.Stage[string, int] {
-		return func(ctx context.Context, in string) (int, error) {
+	count := func(next middleware.Stage[struct{}, int]) middleware.Stage[struct{}, int] {
+		return func(ctx context.Context, in struct{}) (int, error) {
 			counted++
 			return next(ctx, in)
 		}
 	}
-	atoi := middleware.WrapFunc(strconv.Atoi, count)
-	n, err := atoi("42")
+	answer := middleware.WrapFunc(func(ctx context.Context) (int, error) { return strconv.Atoi("42") }, count)
+	n, err := answer(context.Background())
 	fmt.Println(n, err, counted)
 	// Output: 42 <nil> 1
 }
 
-func ExampleWrapCtxErr() {
+func ExampleWrapErr() {
 	ping := func(ctx context.Context) error { return ctx.Err() }
 	tagged := func(next middleware.Stage[struct{}, struct{}]) middleware.Stage[struct{}, struct{}] {
 		return func(ctx context.Context, in struct{}) (struct{}, error) {
@@ -76,11 +79,52 @@ func ExampleWrapCtxErr() {
 			return next(ctx, in)
 		}
 	}
-	check := middleware.WrapCtxErr(ping, tagged)
+	check := middleware.WrapErr(ping, tagged)
 	fmt.Println(check(context.Background()))
 	// Output:
 	// pinging
 	// <nil>
+}
+
+// Log turns every concern's events into log records with one set of
+// message and attribute names. Per-call events are logged at Debug, changes
+// of state at Info or Warn.
+func ExampleLog() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // keep the output stable
+			}
+			return a
+		},
+	}))
+	obs := middleware.Log(logger)
+	ctx := context.Background()
+	obs.Observe(ctx, middleware.Event{Kind: middleware.StateChanged, Concern: "breaker", Name: "payments",
+		From: "closed", To: "open", Failures: 5, Err: errors.New("503")})
+	obs.Observe(ctx, middleware.Event{Kind: middleware.Retry, Concern: "retry", Attempt: 1}) // Debug: not shown
+	// Output:
+	// level=WARN msg="breaker state-changed" concern=breaker name=payments from=closed to=open failures=5 error=503
+}
+
+// An Observer receives the events of every concern it is given to, with the
+// call's context. Observers fans one event out to several.
+func ExampleObserverFunc() {
+	var rejected int
+	count := middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+		if e.Kind == middleware.Rejected {
+			rejected++
+		}
+	})
+	print := middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+		fmt.Println(e.Concern, e.Kind, e.Reason)
+	})
+	obs := middleware.Observers(count, print, nil)
+	middleware.Emit(context.Background(), obs, middleware.Event{Kind: middleware.Rejected, Concern: "backpressure", Reason: "shed"})
+	fmt.Println(rejected)
+	// Output:
+	// backpressure rejected shed
+	// 1
 }
 
 func ExampleRecover() {

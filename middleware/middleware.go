@@ -2,7 +2,7 @@ package middleware
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 )
 
@@ -15,27 +15,17 @@ type Stage[In, Out any] func(ctx context.Context, in In) (Out, error)
 // chain is built; the Stage it returns is what runs on every call.
 type Middleware[In, Out any] func(next Stage[In, Out]) Stage[In, Out]
 
-// ErrNilStage is returned by every call of a Stage built from a nil func by
-// [Apply], [Chain] or one of the Wrap adapters. Building never panics;
-// calling such a stage reports the mistake instead.
-var ErrNilStage = errors.New("middleware: nil stage")
-
-// ErrNilMiddleware is returned by every call of a Stage that [Chain],
-// [Apply] or a Wrap adapter built with a nil Middleware among its
-// arguments. A nil middleware is most often the result of a constructor
-// whose error was ignored, so it is reported rather than skipped: a chain
-// that silently lost its retry or its breaker would be worse than one that
-// fails. Use Chain() for "no middleware".
-var ErrNilMiddleware = errors.New("middleware: nil middleware (was a constructor's error ignored?)")
-
 // Chain composes middlewares into one. The first middleware is the
 // outermost: Chain(a, b, c)(s) is a(b(c(s))), so a call enters a, then b,
-// then c, then s. Chain() is the identity. If any middleware is nil, the
-// stage Chain builds fails every call with [ErrNilMiddleware].
+// then c, then s. Chain() is the identity.
+//
+// A nil middleware is a programmer error, most often a constructor's
+// ignored error: Chain panics with "middleware: nil middleware", as
+// net/http panics on a nil handler, rather than build a chain that
+// silently lost its retry or its breaker, or one whose every call fails
+// with an error that a retry would retry and a fallback would hide.
 func Chain[In, Out any](mws ...Middleware[In, Out]) Middleware[In, Out] {
-	if hasNil(mws) {
-		return func(Stage[In, Out]) Stage[In, Out] { return fail[In, Out](ErrNilMiddleware) }
-	}
+	checkNil(mws)
 	mws = slices.Clone(mws) // the caller may reuse its slice
 	return func(next Stage[In, Out]) Stage[In, Out] {
 		return wrap(next, mws)
@@ -43,40 +33,29 @@ func Chain[In, Out any](mws ...Middleware[In, Out]) Middleware[In, Out] {
 }
 
 // Apply decorates s with mws, the first being the outermost. It is
-// Chain(mws...)(s). A nil s becomes a Stage that returns [ErrNilStage]; a
-// nil middleware, one that returns [ErrNilMiddleware].
+// Chain(mws...)(s). A nil s, a nil middleware, or a middleware that
+// returns a nil stage is a programmer error, and Apply panics with a
+// message that names it.
 func Apply[In, Out any](s Stage[In, Out], mws ...Middleware[In, Out]) Stage[In, Out] {
-	if hasNil(mws) {
-		return fail[In, Out](ErrNilMiddleware)
-	}
+	checkNil(mws)
 	return wrap(s, mws)
 }
 
 // wrap applies mws (free of nils) around s, innermost last.
 func wrap[In, Out any](s Stage[In, Out], mws []Middleware[In, Out]) Stage[In, Out] {
-	s = orNil(s)
+	if s == nil {
+		panic("middleware: nil stage")
+	}
 	for i := len(mws) - 1; i >= 0; i-- {
-		s = orNil(mws[i](s))
+		if s = mws[i](s); s == nil {
+			panic(fmt.Sprintf("middleware: middleware %d of %d returned a nil stage", i+1, len(mws)))
+		}
 	}
 	return s
 }
 
-func hasNil[In, Out any](mws []Middleware[In, Out]) bool {
-	return slices.ContainsFunc(mws, func(m Middleware[In, Out]) bool { return m == nil })
-}
-
-// orNil replaces a nil stage by one that fails with ErrNilStage.
-func orNil[In, Out any](s Stage[In, Out]) Stage[In, Out] {
-	if s != nil {
-		return s
-	}
-	return fail[In, Out](ErrNilStage)
-}
-
-// fail returns a stage that fails every call with err.
-func fail[In, Out any](err error) Stage[In, Out] {
-	return func(context.Context, In) (Out, error) {
-		var zero Out
-		return zero, err
+func checkNil[In, Out any](mws []Middleware[In, Out]) {
+	if i := slices.IndexFunc(mws, func(m Middleware[In, Out]) bool { return m == nil }); i >= 0 {
+		panic(fmt.Sprintf("middleware: nil middleware (argument %d of %d; was a constructor's error ignored?)", i+1, len(mws)))
 	}
 }

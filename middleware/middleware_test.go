@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -95,68 +94,67 @@ func TestChainCopies(t *testing.T) {
 	}
 }
 
-// A nil middleware is most often a constructor's ignored error: it must not
-// be skipped silently (the chain would lose its retry or its breaker), nor
-// panic; every call reports it.
-func TestNilMiddleware(t *testing.T) {
+// mustPanic runs f and returns the text of its panic, failing the test if it
+// did not panic.
+func mustPanic(t *testing.T, f func()) (msg string) {
+	t.Helper()
+	defer func() {
+		v := recover()
+		if v == nil {
+			t.Fatal("did not panic")
+		}
+		msg = fmt.Sprint(v)
+	}()
+	f()
+	return ""
+}
+
+// A nil middleware is most often a constructor's ignored error. It is a
+// programmer error, not a failure: it must never reach a call, where a retry
+// would retry it and a fallback hide it, so building the chain panics with
+// a message that names the mistake (as net/http does for a nil handler).
+func TestNilMiddlewarePanicsAtBuild(t *testing.T) {
 	var log []string
 	a := trace(&log, "a")
 	unit := func(next middleware.Stage[struct{}, struct{}]) middleware.Stage[struct{}, struct{}] { return next }
-	ctx := context.Background()
-	calls := map[string]func() error{
-		"Chain": func() error {
-			_, err := middleware.Chain(a, nil)(double)(ctx, 1)
-			return err
-		},
-		"Chain of one nil": func() error {
-			_, err := middleware.Chain[int, int](nil)(double)(ctx, 1)
-			return err
-		},
-		"Apply": func() error {
-			_, err := middleware.Apply(double, nil, a)(ctx, 1)
-			return err
-		},
-		"Wrap": func() error {
-			_, err := middleware.Wrap(double, a, nil)(ctx, 1)
-			return err
-		},
-		"WrapErr": func() error {
-			return middleware.WrapErr(func() error { return nil }, unit, nil)()
-		},
+	builds := map[string]func(){
+		"Chain":            func() { middleware.Chain(a, nil) },
+		"Chain of one nil": func() { middleware.Chain[int, int](nil) },
+		"Apply":            func() { middleware.Apply(double, nil, a) },
+		"WrapErr":          func() { middleware.WrapErr(func(context.Context) error { return nil }, unit, nil) },
 	}
-	for name, call := range calls {
+	for name, build := range builds {
 		t.Run(name, func(t *testing.T) {
-			log = nil
-			if err := call(); !errors.Is(err, middleware.ErrNilMiddleware) {
-				t.Errorf("err = %v, want ErrNilMiddleware", err)
-			}
-			if len(log) != 0 {
-				t.Errorf("the other middlewares or the stage ran: %v", log)
+			msg := mustPanic(t, build)
+			if !strings.HasPrefix(msg, "middleware: nil middleware") {
+				t.Errorf("panic %q, want it to start with %q", msg, "middleware: nil middleware")
 			}
 		})
 	}
 }
 
-func TestNilStage(t *testing.T) {
+func TestNilStagePanicsAtBuild(t *testing.T) {
 	passThrough := func(next middleware.Stage[int, int]) middleware.Stage[int, int] { return next }
 	nilMaker := func(middleware.Stage[int, int]) middleware.Stage[int, int] { return nil }
 	tests := []struct {
-		name string
-		s    middleware.Stage[int, int]
+		name  string
+		build func()
+		want  string
 	}{
-		{"Apply nil", middleware.Apply[int, int](nil)},
-		{"Apply nil through middleware", middleware.Apply(nil, passThrough)},
-		{"Chain nil", middleware.Chain[int, int]()(nil)},
-		{"Chain of one, nil", middleware.Chain(passThrough)(nil)},
-		{"Chain of two, nil", middleware.Chain(passThrough, passThrough)(nil)},
-		{"middleware returning nil", middleware.Apply(double, nilMaker)},
-		{"Chain of one returning nil", middleware.Chain(nilMaker)(double)},
+		{"Apply nil", func() { middleware.Apply[int, int](nil) }, "middleware: nil stage"},
+		{"Apply nil through middleware", func() { middleware.Apply(nil, passThrough) }, "middleware: nil stage"},
+		{"Chain nil", func() { middleware.Chain[int, int]()(nil) }, "middleware: nil stage"},
+		{"Chain of two, nil", func() { middleware.Chain(passThrough, passThrough)(nil) }, "middleware: nil stage"},
+		{"middleware returning nil", func() { middleware.Apply(double, nilMaker) }, "middleware: middleware 1 of 1 returned a nil stage"},
+		{"Chain of two, second returning nil", func() { middleware.Chain(passThrough, nilMaker)(double) }, "middleware: middleware 2 of 2 returned a nil stage"},
+		{"Recover of nil", func() { middleware.Recover[int, int]()(nil) }, "middleware: nil stage"},
+		{"WrapFunc nil", func() { middleware.WrapFunc[int](nil) }, "middleware: nil stage"},
+		{"WrapErr nil", func() { middleware.WrapErr(nil) }, "middleware: nil stage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := tt.s(context.Background(), 1)
-			if !errors.Is(err, middleware.ErrNilStage) {
-				t.Fatalf("err = %v, want ErrNilStage", err)
+			if msg := mustPanic(t, tt.build); msg != tt.want {
+				t.Errorf("panic %q, want %q", msg, tt.want)
 			}
 		})
 	}
@@ -174,38 +172,8 @@ func TestWrapAdapters(t *testing.T) {
 	type ctxKey struct{}
 	ctx := context.WithValue(context.Background(), ctxKey{}, "v")
 
-	t.Run("Wrap", func(t *testing.T) {
-		log = nil
-		var f func(context.Context, int) (int, error) = middleware.Wrap(double, trace(&log, "a"))
-		if got, err := f(ctx, 4); err != nil || got != 8 {
-			t.Fatalf("f(4) = (%d, %v), want (8, nil)", got, err)
-		}
-		if diff := cmp.Diff([]string{"enter a", "exit a"}, log); diff != "" {
-			t.Errorf("(-want +got):\n%s", diff)
-		}
-	})
 	t.Run("WrapFunc", func(t *testing.T) {
-		log = nil
-		f := middleware.WrapFunc(strconv.Atoi, func(next middleware.Stage[string, int]) middleware.Stage[string, int] {
-			return func(ctx context.Context, in string) (int, error) {
-				log = append(log, "wrapped "+in)
-				return next(ctx, in)
-			}
-		})
-		got, err := f("42")
-		if err != nil || got != 42 {
-			t.Fatalf("f(42) = (%d, %v)", got, err)
-		}
-		if _, err := f("x"); err == nil {
-			t.Fatal("f(x): want the func's own error")
-		}
-		if diff := cmp.Diff([]string{"wrapped 42", "wrapped x"}, log); diff != "" {
-			t.Errorf("(-want +got):\n%s", diff)
-		}
-	})
-	t.Run("WrapCtx", func(t *testing.T) {
-		log = nil
-		f := middleware.WrapCtx(func(ctx context.Context) (string, error) {
+		f := middleware.WrapFunc(func(ctx context.Context) (string, error) {
 			return ctx.Value(ctxKey{}).(string), nil
 		}, func(next middleware.Stage[struct{}, string]) middleware.Stage[struct{}, string] {
 			return func(ctx context.Context, in struct{}) (string, error) {
@@ -217,45 +185,41 @@ func TestWrapAdapters(t *testing.T) {
 			t.Fatalf("f(ctx) = (%q, %v), want (v!, nil)", got, err)
 		}
 	})
-	t.Run("WrapCtxErr", func(t *testing.T) {
-		log = nil
-		var sawCtx bool
-		f := middleware.WrapCtxErr(func(ctx context.Context) error {
-			sawCtx = ctx.Value(ctxKey{}) == "v"
-			return boom
-		}, unit)
-		if err := f(ctx); !errors.Is(err, boom) || !sawCtx {
-			t.Fatalf("f(ctx) = %v, sawCtx=%v", err, sawCtx)
-		}
-		if diff := cmp.Diff([]string{"unit"}, log); diff != "" {
-			t.Errorf("(-want +got):\n%s", diff)
-		}
-	})
 	t.Run("WrapErr", func(t *testing.T) {
 		log = nil
-		calls := 0
-		f := middleware.WrapErr(func() error { calls++; return nil }, unit, unit)
-		if err := f(); err != nil || calls != 1 {
-			t.Fatalf("f() = %v after %d calls", err, calls)
+		var sawCtx bool
+		f := middleware.WrapErr(func(ctx context.Context) error {
+			sawCtx = ctx.Value(ctxKey{}) == "v"
+			return boom
+		}, unit, unit)
+		if err := f(ctx); !errors.Is(err, boom) || !sawCtx {
+			t.Fatalf("f(ctx) = %v, sawCtx=%v", err, sawCtx)
 		}
 		if diff := cmp.Diff([]string{"unit", "unit"}, log); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})
-	t.Run("nil funcs", func(t *testing.T) {
-		errs := []error{
-			func() error { _, err := middleware.Wrap[int, int](nil)(ctx, 1); return err }(),
-			func() error { _, err := middleware.WrapFunc[int, int](nil)(1); return err }(),
-			func() error { _, err := middleware.WrapCtx[int](nil)(ctx); return err }(),
-			middleware.WrapCtxErr(nil)(ctx),
-			middleware.WrapErr(nil)(),
+}
+
+// The adapters hand the caller's context to the func, so a middleware that
+// bounds the call (a deadline) bounds the func too: the trap of the old
+// context-less WrapFunc(client.Do), where a 100 ms timeout let a call run
+// for a second, cannot be written any more.
+func TestWrapAdaptersBoundByTheCallersContext(t *testing.T) {
+	deadline := func(next middleware.Stage[struct{}, struct{}]) middleware.Stage[struct{}, struct{}] {
+		return func(ctx context.Context, in struct{}) (struct{}, error) {
+			ctx, cancel := context.WithCancel(ctx)
+			cancel() // the deadline has passed
+			return next(ctx, in)
 		}
-		for i, err := range errs {
-			if !errors.Is(err, middleware.ErrNilStage) {
-				t.Errorf("adapter %d: err = %v, want ErrNilStage", i, err)
-			}
-		}
-	})
+	}
+	f := middleware.WrapErr(func(ctx context.Context) error {
+		<-ctx.Done() // a func that honours its context returns when it ends
+		return ctx.Err()
+	}, deadline)
+	if err := f(context.Background()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled: the middleware's context did not reach the func", err)
+	}
 }
 
 func TestRecover(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/brace-go/brace/middleware/hedge"
 	"github.com/brace-go/brace/middleware/ratelimit"
 	"github.com/brace-go/brace/middleware/retry"
+	"github.com/brace-go/brace/middleware/stack"
 	"github.com/brace-go/brace/middleware/timeout"
 )
 
@@ -23,47 +24,28 @@ import (
 //	Fallback → Dedup → Retry → Hedge → Breaker → RateLimit → Backpressure → Timeout → Recover → stage
 //
 // Retry and Hedge share one budget, so together they cannot multiply the
-// load on the downstream.
-func recommended(b *breaker.Breaker, stale string) ([]middleware.Middleware[string, string], error) {
-	extra, err := budget.New(budget.Config{})
-	if err != nil {
+// load on the downstream. The concerns that need the call's types (Fallback,
+// Dedup) wrap the rest, which stack.Middleware composes in order with one
+// instantiation of the types.
+func recommended(b *breaker.Breaker, stale string) (middleware.Middleware[string, string], error) {
+	extra, err1 := budget.New(budget.Config{})
+	fb, err2 := fallback.New(fallback.Config{})
+	dd, err3 := dedup.New(dedup.Config{TTL: time.Second})
+	rt, err4 := retry.New(retry.Config{MaxAttempts: 3, BaseDelay: time.Millisecond, Budget: extra})
+	hg, err5 := hedge.New(hedge.Config{Delay: 50 * time.Millisecond, Percentile: hedge.Fixed, Budget: extra})
+	rl, err6 := ratelimit.New(ratelimit.Config{Rate: 1000})
+	bp, err7 := backpressure.New(backpressure.Config{Capacity: 64})
+	to, err8 := timeout.New(timeout.Config{Duration: 200 * time.Millisecond})
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8); err != nil {
 		return nil, err
 	}
-	dd, err := dedup.New[string, string](func(key string) string { return key }, dedup.Config{TTL: time.Second})
-	if err != nil {
-		return nil, err
-	}
-	rt, err := retry.New[string, string](retry.Config{MaxAttempts: 3, BaseDelay: time.Millisecond, Budget: extra})
-	if err != nil {
-		return nil, err
-	}
-	hg, err := hedge.New(hedge.Config{Delay: 50 * time.Millisecond, Percentile: hedge.Fixed, Budget: extra})
-	if err != nil {
-		return nil, err
-	}
-	rl, err := ratelimit.New(ratelimit.Config{Rate: 1000})
-	if err != nil {
-		return nil, err
-	}
-	bp, err := backpressure.New(64, backpressure.Config{})
-	if err != nil {
-		return nil, err
-	}
-	to, err := timeout.New[string, string](timeout.Config{Duration: 200 * time.Millisecond})
-	if err != nil {
-		return nil, err
-	}
-	return []middleware.Middleware[string, string]{
-		fallback.Value[string, string](stale, fallback.Config{}),
-		dd,
-		rt,
-		hedge.Middleware[string, string](hg),
-		breaker.Middleware[string, string](b),
-		ratelimit.Middleware[string, string](rl),
-		backpressure.Middleware[string, string](bp),
-		to,
-		middleware.Recover[string, string](),
-	}, nil
+	return middleware.Chain(
+		fallback.Middleware(fb, func(context.Context, string, error) (string, error) { return stale, nil }),
+		dedup.Middleware[string, string](dd, func(key string) string { return key }),
+		stack.Middleware[string, string](stack.Layers{
+			Retry: rt, Hedge: hg, Breaker: b, RateLimit: rl, Backpressure: bp, Timeout: to, Recover: true,
+		}),
+	), nil
 }
 
 // Every concern in the recommended order: the first call survives a failed
@@ -75,7 +57,7 @@ func Example_recommendedOrder() {
 		fmt.Println(err)
 		return
 	}
-	mws, err := recommended(b, "stale price")
+	chain, err := recommended(b, "stale price")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -91,12 +73,15 @@ func Example_recommendedOrder() {
 		}
 		return "price of " + sku, nil
 	}
-	call := middleware.Apply(fetch, mws...)
+	call := chain(fetch)
 
 	fmt.Println(call(context.Background(), "apple"))
 	fmt.Println("attempts:", attempts)
 
-	b.ForceOpen()
+	if err := b.ForceOpen(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
 	fmt.Println(call(context.Background(), "pear"))
 	fmt.Println("attempts:", attempts)
 	// Output:

@@ -6,6 +6,7 @@ package middleware_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,8 +15,10 @@ import (
 
 	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/adaptive"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/budget"
 	"github.com/brace-go/brace/middleware/dedup"
 	"github.com/brace-go/brace/middleware/fallback"
 	"github.com/brace-go/brace/middleware/ratelimit"
@@ -41,7 +44,7 @@ func failing(calls *atomic.Int64) middleware.Stage[int, int] {
 }
 
 func quickRetry(attempts int) middleware.Middleware[int, int] {
-	return must(retry.New[int, int](retry.Config{MaxAttempts: attempts, BaseDelay: time.Millisecond, Jitter: retry.NoJitter}))
+	return retry.Middleware[int, int](must(retry.New(retry.Config{MaxAttempts: attempts, BaseDelay: time.Millisecond, Jitter: retry.NoJitter})))
 }
 
 func TestOrderBreakerInsideRetrySeesEveryAttempt(t *testing.T) {
@@ -88,8 +91,8 @@ func TestOrderBackpressureInsideRetryHoldsNoSlotWhileSleeping(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				lim := must(backpressure.New(1, backpressure.Config{}))
-				slow := must(retry.New[int, int](retry.Config{MaxAttempts: 2, BaseDelay: time.Second, Jitter: retry.NoJitter}))
+				lim := must(backpressure.New(backpressure.Config{Capacity: 1}))
+				slow := retry.Middleware[int, int](must(retry.New(retry.Config{MaxAttempts: 2, BaseDelay: time.Second, Jitter: retry.NoJitter})))
 				mws := []middleware.Middleware[int, int]{slow, backpressure.Middleware[int, int](lim)}
 				if !tt.bpInside {
 					mws[0], mws[1] = mws[1], mws[0]
@@ -106,7 +109,7 @@ func TestOrderBackpressureInsideRetryHoldsNoSlotWhileSleeping(t *testing.T) {
 				var wg sync.WaitGroup
 				wg.Go(func() { _, _ = stage(context.Background(), 1) })
 				synctest.Wait() // the first call is asleep between attempts
-				if got := lim.Depth(); got != tt.wantDepth {
+				if got := lim.Stats().InFlight; got != tt.wantDepth {
 					t.Errorf("depth while Retry sleeps = %d, want %d", got, tt.wantDepth)
 				}
 				_, err := stage(context.Background(), 2)
@@ -130,7 +133,7 @@ func TestOrderFallbackInsideBreakerHidesFailures(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := must(breaker.New(breaker.Config{Threshold: 2}))
-			fb := fallback.Value[int, int](-1, fallback.Config{})
+			fb := fallback.Middleware(must(fallback.New(fallback.Config{})), func(context.Context, int, error) (int, error) { return -1, nil })
 			mws := []middleware.Middleware[int, int]{fb, breaker.Middleware[int, int](b)}
 			if tt.fbInside {
 				mws[0], mws[1] = mws[1], mws[0]
@@ -186,9 +189,9 @@ func TestComposedAllocs(t *testing.T) {
 	if testenv.RaceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
-	rt := must(retry.New[int, int](retry.Config{MaxAttempts: 3, DelayFunc: func(int, error) time.Duration { return 0 }}))
+	rt := retry.Middleware[int, int](must(retry.New(retry.Config{MaxAttempts: 3, DelayFunc: func(int, error) time.Duration { return 0 }})))
 	br := must(breaker.New(breaker.Config{Threshold: 5}))
-	bp := must(backpressure.New(8, backpressure.Config{}))
+	bp := must(backpressure.New(backpressure.Config{Capacity: 8}))
 	fail := true
 	stage := middleware.Apply(func(_ context.Context, in int) (int, error) {
 		if in < 0 && fail {
@@ -231,8 +234,8 @@ func TestOrderFallbackInsideDedupCachesTheDegradedAnswer(t *testing.T) {
 					}
 					return "fresh", nil
 				}
-				dd := must(dedup.New[string, string](func(k string) string { return k }, dedup.Config{TTL: time.Minute}))
-				fb := fallback.Value[string, string]("stale", fallback.Config{})
+				dd := dedup.Middleware[string, string](must(dedup.New(dedup.Config{TTL: time.Minute})), func(k string) string { return k })
+				fb := fallback.Middleware(must(fallback.New(fallback.Config{})), func(context.Context, string, error) (string, error) { return "stale", nil })
 				mws := []middleware.Middleware[string, string]{fb, dd}
 				if tt.fbInside {
 					mws[0], mws[1] = mws[1], mws[0]
@@ -279,7 +282,9 @@ func TestOrderLimiterOutsideBreakerSpendsTokensOnRejections(t *testing.T) {
 				if calls.Load() != 1 {
 					t.Fatalf("downstream calls = %d, want 1", calls.Load())
 				}
-				br.Reset()
+				if err := br.Reset(context.Background()); err != nil {
+					t.Fatal(err)
+				}
 				_, err := stage(context.Background(), 1)
 				if limited := errors.Is(err, ratelimit.ErrLimited); limited == tt.wantTokens {
 					t.Errorf("after the reset: err = %v; want a token left: %v", err, tt.wantTokens)
@@ -301,7 +306,7 @@ func TestOrderTimeoutOutsideRetryOnlyLeavesNoTimeToRetry(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				to := must(timeout.New[int, int](timeout.Config{Duration: time.Second}))
+				to := timeout.Middleware[int, int](must(timeout.New(timeout.Config{Duration: time.Second})))
 				mws := []middleware.Middleware[int, int]{quickRetry(3), to}
 				if !tt.perAttempt {
 					mws[0], mws[1] = mws[1], mws[0]
@@ -340,8 +345,8 @@ func TestOrderRetryOutsideDedupRunsALoopPerCaller(t *testing.T) {
 					time.Sleep(10 * time.Millisecond) // slow enough for callers to join
 					return "", errDown
 				}
-				rt := must(retry.New[string, string](retry.Config{MaxAttempts: attempts, BaseDelay: 100 * time.Millisecond, Seed: 1}))
-				dd := must(dedup.New[string, string](func(k string) string { return k }, dedup.Config{}))
+				rt := retry.Middleware[string, string](must(retry.New(retry.Config{MaxAttempts: attempts, BaseDelay: 100 * time.Millisecond, Seed: 1})))
+				dd := dedup.Middleware[string, string](must(dedup.New(dedup.Config{})), func(k string) string { return k })
 				mws := []middleware.Middleware[string, string]{dd, rt}
 				if !tt.dedupOutside {
 					mws[0], mws[1] = mws[1], mws[0]
@@ -361,5 +366,84 @@ func TestOrderRetryOutsideDedupRunsALoopPerCaller(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// Local refusals from inside the breaker — a shed, a rate limit, a
+// concurrency limit — never reached the downstream: they must neither open
+// the breaker nor count as failures, while the call holding the slot counts
+// once (re-homed from breaker's compose tests).
+func TestOrderShedsInsideBreakerDoNotOpenIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		br := must(breaker.New(breaker.Config{Threshold: 1}))
+		bp := must(backpressure.New(backpressure.Config{Capacity: 1}))
+		release := make(chan struct{})
+		stage := middleware.Apply(func(_ context.Context, in int) (int, error) {
+			if in == 0 {
+				<-release
+				return 0, errDown
+			}
+			return in, nil
+		}, breaker.Middleware[int, int](br), backpressure.Middleware[int, int](bp))
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = stage(context.Background(), 0) }) // holds the only slot
+		synctest.Wait()
+		for range 10 {
+			if _, err := stage(context.Background(), 1); !errors.Is(err, backpressure.ErrShed) {
+				t.Fatalf("err = %v, want a shed", err)
+			}
+		}
+		if got := br.State(); got != breaker.Closed {
+			t.Fatalf("ten sheds moved the breaker to %v", got)
+		}
+		if got := br.Stats().Counts.Failures; got != 0 {
+			t.Errorf("failures = %d after ten sheds, want 0", got)
+		}
+		close(release)
+		wg.Wait()
+		if got := br.State(); got != breaker.Open {
+			t.Errorf("the held call's failure did not open the breaker: %v", got)
+		}
+	})
+}
+
+// breaker.DefaultClassify ignores every local refusal Brace makes, wrapped
+// or not: they carry Rejected() true.
+func TestOrderBraceRejectionsAreIgnoredByTheBreaker(t *testing.T) {
+	ctx := context.Background()
+	bp := must(backpressure.New(backpressure.Config{Capacity: 1}))
+	hold, err := bp.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, shed := bp.Acquire(ctx)
+	hold.Done(nil)
+	rl := must(ratelimit.New(ratelimit.Config{Rate: 1, Burst: 1}))
+	p, _ := rl.Acquire(ctx)
+	p.Done(nil)
+	_, limited := rl.Acquire(ctx)
+	ad := must(adaptive.New(adaptive.Config{Initial: 1, Min: 1, Max: 1}))
+	ap, _ := ad.Acquire(ctx)
+	_, overLimit := ad.Acquire(ctx)
+	ap.Done(nil)
+	ob := must(breaker.New(breaker.Config{Threshold: 1}))
+	if err := ob.ForceOpen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, open := ob.Acquire(ctx)
+	b := must(budget.New(budget.Config{Ratio: budget.None, MinPerSecond: budget.None}))
+	_, exhausted := b.Acquire(ctx)
+	for name, err := range map[string]error{
+		"shed": shed, "rate limited": limited, "adaptive limit": overLimit, "breaker open": open, "budget": exhausted,
+	} {
+		if err == nil {
+			t.Errorf("%s: no rejection to classify", name)
+			continue
+		}
+		for _, e := range []error{err, fmt.Errorf("wrapped: %w", err)} {
+			if got := breaker.DefaultClassify(e); got != breaker.Ignore {
+				t.Errorf("DefaultClassify(%s: %v) = %v, want Ignore", name, e, got)
+			}
+		}
 	}
 }

@@ -33,7 +33,9 @@ func (e *PanicError) Unwrap() error {
 // stage panics.
 func Recover[In, Out any]() Middleware[In, Out] {
 	return func(next Stage[In, Out]) Stage[In, Out] {
-		next = orNil(next)
+		if next == nil {
+			panic("middleware: nil stage")
+		}
 		return func(ctx context.Context, in In) (out Out, err error) {
 			defer func() {
 				if v := recover(); v != nil {

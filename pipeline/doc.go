@@ -17,30 +17,41 @@
 //     errors.Is and errors.As see the cause.
 //   - The context is checked before each stage: once it has ended, the
 //     pipeline stops with ctx.Err() wrapped in a *StageError whose Skipped
-//     field is true and which names the stage that did not run.
+//     field is true and which names the stage that did not run. A context
+//     that has ended before the call therefore runs no stage at all.
 //   - Middleware can decorate each stage (the variadic arguments of From and
 //     Then) and the whole pipeline ([Pipeline.Stage]). A pipeline's Stage is
-//     an ordinary Stage, so pipelines nest.
+//     an ordinary Stage, so pipelines nest; a failure in a nested pipeline
+//     reads `pipeline: stage 1 "outer" / stage 0 "inner": boom`, naming
+//     the package once.
 //   - A pipeline never changes once built: Then returns a new pipeline, and
 //     extending one pipeline twice yields two independent pipelines.
 //   - [Empty] is a pipeline with no stages; it returns its input.
-//   - [Pipeline.Names] and [Pipeline.Len] report the stages.
+//   - [Pipeline.Names] reports the stages.
 //
-// # Build errors
+// # Mistakes
 //
-// An empty stage name, a nil stage or a nil middleware never panics. The
-// mistake is kept as a *[BuildError] and returned by [Pipeline.Err],
-// [Pipeline.Stage] and [Pipeline.Run], so it surfaces where the pipeline is
-// built, not as a nil-pointer panic in the middle of a call.
+// A nil stage, a nil middleware or a nil *Pipeline is a programmer error:
+// building panics at once (with the core's "middleware: nil stage" or
+// "middleware: nil middleware", or "pipeline: nil *Pipeline"), as
+// [middleware.Apply] does, so such a mistake never reaches a call.
+//
+// A stage name may come from data, so a bad one is an error instead: an
+// empty name, or one that an earlier stage of the same pipeline already has
+// (names identify stages in errors), is kept as a *[BuildError] and
+// returned by [Pipeline.Stage] and [Pipeline.Run] (to check a pipeline at
+// start-up, build its stage: s, err := p.Stage()). Stages of a nested
+// pipeline, or of another branch, may reuse names.
 //
 // # Cost
 //
 // All composition happens when the pipeline is built. A call costs one
 // context check and one or two indirect calls per stage and allocates
-// nothing unless a stage fails (see BenchmarkPipeline and TestAllocs).
+// nothing unless a stage fails, when it allocates one *StageError per
+// level.
 //
 // # Concurrency
 //
 // A built pipeline is immutable and safe for concurrent use whenever its
-// stages and middlewares are.
+// stages and middlewares are. A pipeline starts no goroutines.
 package pipeline

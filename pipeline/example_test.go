@@ -37,7 +37,7 @@ func Example() {
 	p := pipeline.From("parse", parseOrder)
 	q := pipeline.Then(p, "price", price)
 	r := pipeline.Then(q, "receipt", receipt)
-	fmt.Println(r.Names(), r.Len())
+	fmt.Println(r.Names())
 
 	out, err := r.Run(context.Background(), "applex4")
 	fmt.Println(out, err)
@@ -47,7 +47,7 @@ func Example() {
 	var se *pipeline.StageError
 	fmt.Println(errors.As(err, &se), se.Name, se.Index)
 	// Output:
-	// [parse price receipt] 3
+	// [parse price receipt]
 	// total: 12¢ <nil>
 	// pipeline: stage 0 "parse": want ITEMxQTY, got "pear"
 	// true parse 0
@@ -75,16 +75,45 @@ func ExamplePipeline_Stage() {
 	// 6 <nil>
 }
 
-// A mistake in building a pipeline is an error, never a panic.
-func ExamplePipeline_Err() {
+// A stage name that is empty, or that an earlier stage already has, is a
+// build error, returned by Stage and Run. (A nil stage or middleware is
+// a programmer error and panics instead.)
+func ExamplePipeline_Stage_buildError() {
 	p := pipeline.Then(pipeline.From("parse", parseOrder), "", price)
-	fmt.Println(p.Err())
-	// Output: pipeline: stage 1 "": empty stage name
+	_, err := p.Stage()
+	fmt.Println(err)
+	q := pipeline.Then(pipeline.Then(pipeline.From("parse", parseOrder), "price", price), "parse", receipt)
+	_, err = q.Run(context.Background(), "applex4")
+	fmt.Println(err)
+	// Output:
+	// pipeline: stage 1 "": empty stage name
+	// pipeline: stage 2 "parse": duplicate stage name (also stage 0)
+}
+
+// A pipeline's Stage can be a stage of another pipeline. A failure inside
+// names the path of stages once, outermost first, and errors.As finds each
+// level.
+func ExampleStageError() {
+	inner, err := pipeline.Then(pipeline.From("parse", parseOrder), "price", price).Stage()
+	if err != nil {
+		panic(err)
+	}
+	outer := pipeline.Then(pipeline.From("quote", inner), "receipt", receipt)
+	_, err = outer.Run(context.Background(), "pear")
+	fmt.Println(err)
+	var se *pipeline.StageError
+	for e := err; errors.As(e, &se); e = se.Err {
+		fmt.Println(se.Index, se.Name)
+	}
+	// Output:
+	// pipeline: stage 0 "quote" / stage 0 "parse": want ITEMxQTY, got "pear"
+	// 0 quote
+	// 0 parse
 }
 
 func ExampleEmpty() {
 	p := pipeline.Empty[string]()
 	out, err := p.Run(context.Background(), "unchanged")
-	fmt.Println(out, err, p.Len())
+	fmt.Println(out, err, len(p.Names()))
 	// Output: unchanged <nil> 0
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/brace-go/brace/middleware"
@@ -27,17 +29,19 @@ type spec struct {
 }
 
 // FuzzBuild builds pipelines from a program of From and Then steps, each
-// with a valid or empty name, a valid, failing or nil stage, and no, a
-// valid or a nil middleware, and branches from any earlier pipeline. Each
-// result must be a *BuildError naming the first invalid stage, or a
-// pipeline whose Names, Len and Run match the spec; building never panics
-// and a branch never changes the pipeline it grew from.
+// with a valid, empty or duplicate name, a valid, failing or nil stage, and
+// no, a valid or a nil middleware, and branches from any earlier pipeline.
+// A nil stage or middleware must panic with the core's message and build
+// nothing; otherwise each result must be a *BuildError naming the first bad
+// name, or a pipeline whose Names and Run match the spec. A branch
+// never changes the pipeline it grew from.
 func FuzzBuild(f *testing.F) {
 	f.Add([]byte{0x00, 0x10, 0x20})
 	f.Add([]byte{0x01, 0x12, 0x24, 0x05})
 	f.Add([]byte{0x00, 0x03, 0x10, 0x13, 0x08})
 	f.Add([]byte{0x00, 0x40, 0x40, 0x50, 0x60, 0x0c, 0x10})
 	f.Add([]byte{0x80, 0x00, 0x90, 0x0a})
+	f.Add([]byte{0xe0, 0x0c, 0x2c, 0x01}) // duplicate names
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		if len(prog) > 64 {
 			return
@@ -48,14 +52,12 @@ func FuzzBuild(f *testing.F) {
 		}
 		var all []built
 		for step, op := range prog {
-			// op: bits 0-1 stage kind, bits 2-3 middleware kind, bit 4
-			// empty name, bits 5-7 which earlier pipeline to extend (7:
-			// start a new one with From, 6: from Empty).
+			// op: bits 0-1 stage kind (3: nil), bits 2-3 middleware kind
+			// (1: valid, 2: nil, 3: none, and the name of the pipeline's
+			// first stage), bit 4 empty name, bits 5-7 which earlier
+			// pipeline to extend (7: start a new one with From, 6: from
+			// Empty).
 			stageKind, mwKind, emptyName, base := op&3, (op>>2)&3, op&0x10 != 0, int(op>>5)
-			name := "s" + strconv.Itoa(step)
-			if emptyName {
-				name = ""
-			}
 			add := step + 1
 			var s middleware.Stage[int, int]
 			switch stageKind {
@@ -84,12 +86,30 @@ func FuzzBuild(f *testing.F) {
 			case base < 6 && len(all) > 0:
 				prev = all[base%len(all)]
 			}
+			name := "s" + strconv.Itoa(step)
+			switch {
+			case emptyName:
+				name = ""
+			case mwKind == 3 && len(prev.s.names) > 0:
+				name = prev.s.names[0]
+			}
 			next := spec{badIndex: prev.s.badIndex, badName: prev.s.badName, sum: prev.s.sum, failAt: prev.s.failAt}
 			var p *pipeline.Pipeline[int, int]
-			if prev.p == nil {
-				p = pipeline.From(name, s, mws...)
-			} else {
-				p = pipeline.Then(prev.p, name, s, mws...)
+			msg := panicText(func() {
+				if prev.p == nil {
+					p = pipeline.From(name, s, mws...)
+				} else {
+					p = pipeline.Then(prev.p, name, s, mws...)
+				}
+			})
+			if s == nil || mwKind == 2 {
+				if !strings.HasPrefix(msg, "middleware: nil ") || p != nil {
+					t.Fatalf("step %d: a nil stage or middleware: panic %q and pipeline %v, want a panic \"middleware: nil ...\" and nothing built", step, msg, p)
+				}
+				continue
+			}
+			if msg != "" {
+				t.Fatalf("step %d: unexpected panic %q", step, msg)
 			}
 			if next.badIndex >= 0 {
 				next.names = prev.s.names // a broken pipeline is not extended
@@ -97,7 +117,7 @@ func FuzzBuild(f *testing.F) {
 				index := len(prev.s.names)
 				next.names = append(append([]string(nil), prev.s.names...), name)
 				switch {
-				case name == "" || s == nil || mwKind == 2:
+				case name == "" || slices.Contains(prev.s.names, name):
 					next.badIndex, next.badName = index, name
 				case stageKind == 2 && next.failAt < 0:
 					next.failAt = index
@@ -123,8 +143,8 @@ func check(t *testing.T, i int, p *pipeline.Pipeline[int, int], want spec) {
 	if diff := cmp.Diff(want.names, p.Names(), cmpopts.EquateEmpty()); diff != "" {
 		t.Fatalf("pipeline %d: names (-want +got):\n%s", i, diff)
 	}
-	if p.Len() != len(want.names) {
-		t.Fatalf("pipeline %d: Len() = %d, want %d", i, p.Len(), len(want.names))
+	if len(p.Names()) != len(want.names) {
+		t.Fatalf("pipeline %d: len(Names()) = %d, want %d", i, len(p.Names()), len(want.names))
 	}
 	ctx := context.Background()
 	out, runErr := p.Run(ctx, 0)

@@ -2,10 +2,10 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/brace-go/brace/middleware"
 )
@@ -14,17 +14,23 @@ import (
 // built with [From] or [Empty] and extended with [Then]; a built Pipeline
 // never changes, so extending one twice yields two independent pipelines.
 //
-// A nil *Pipeline is not valid; use [Empty] for a pipeline with no stages.
+// A nil *Pipeline is a programmer error: [Then], [Pipeline.Stage] and
+// [Pipeline.Run] panic on one. Use [Empty] for a pipeline with no stages.
 type Pipeline[In, Out any] struct {
 	run   middleware.Stage[In, Out] // all stages composed; nil when err != nil
 	names []string                  // stage names, in order; never appended to in place
-	err   error                     // the first build error, if any
+	err   *BuildError               // the first build error, if any
 }
 
 // StageError reports the stage at which a pipeline stopped. Err is the
 // stage's own error, or the context's error when the pipeline was cancelled
 // before the stage started (Skipped is then true). errors.Is and errors.As
 // see through it.
+//
+// When a pipeline runs as a stage of another (nested pipelines), the outer
+// StageError's Err is the inner one, and the text names the path once:
+//
+//	pipeline: stage 1 "outer" / stage 0 "inner": boom
 type StageError struct {
 	Name    string // the stage's name
 	Index   int    // the stage's position, from 0
@@ -32,33 +38,55 @@ type StageError struct {
 	Err     error  // what stopped the pipeline
 }
 
+// Error returns "pipeline: stage INDEX "NAME": ERR", with "before stage"
+// for a stage that was skipped. When Err is itself a *StageError, its stage
+// follows after " / " instead of repeating the "pipeline:" prefix.
 func (e *StageError) Error() string {
-	if e.Skipped {
-		return "pipeline: before stage " + strconv.Itoa(e.Index) + " " + strconv.Quote(e.Name) + ": " + e.Err.Error()
+	var b strings.Builder
+	b.WriteString("pipeline: ")
+	for {
+		if e.Skipped {
+			b.WriteString("before ")
+		}
+		b.WriteString("stage ")
+		b.WriteString(strconv.Itoa(e.Index))
+		b.WriteByte(' ')
+		b.WriteString(strconv.Quote(e.Name))
+		inner, ok := e.Err.(*StageError)
+		if !ok || inner == nil {
+			break
+		}
+		b.WriteString(" / ")
+		e = inner
 	}
-	return "pipeline: stage " + strconv.Itoa(e.Index) + " " + strconv.Quote(e.Name) + ": " + e.Err.Error()
+	b.WriteString(": ")
+	if e.Err == nil {
+		b.WriteString("<nil>")
+	} else {
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
 }
 
 func (e *StageError) Unwrap() error { return e.Err }
 
-// BuildError reports a mistake in building a pipeline: an empty stage name,
-// a nil stage or a nil middleware. It is returned by [Pipeline.Stage] and
-// [Pipeline.Err]; building itself never panics.
+// BuildError reports a stage whose name is unusable: empty, or already
+// used by an earlier stage of the same pipeline. Names may come from data
+// (a pipeline assembled from configuration), so a bad one is an error, not
+// a panic; it is returned by [Pipeline.Stage] and [Pipeline.Run]. A nil stage or middleware is a programmer error and
+// panics instead.
 type BuildError struct {
-	Index  int    // the position of the offending stage, or -1 for pipeline-wide middleware
+	Index  int    // the position of the offending stage
 	Name   string // the stage's name, possibly empty
 	Reason string // what is wrong
 }
 
 func (e *BuildError) Error() string {
-	if e.Index < 0 {
-		return "pipeline: " + e.Reason
-	}
 	return fmt.Sprintf("pipeline: stage %d %q: %s", e.Index, e.Name, e.Reason)
 }
 
-// ErrNilPipeline is returned when a nil *Pipeline is used.
-var ErrNilPipeline = errors.New("pipeline: nil pipeline")
+// errNil is the panic message for a nil *Pipeline.
+const errNil = "pipeline: nil *Pipeline (use Empty for a pipeline with no stages)"
 
 // Empty returns a pipeline with no stages: it returns its input unchanged.
 func Empty[T any]() *Pipeline[T, T] {
@@ -66,22 +94,33 @@ func Empty[T any]() *Pipeline[T, T] {
 }
 
 // From starts a pipeline with one named stage, decorated by mws (the first
-// being the outermost).
+// being the outermost). A nil s or a nil middleware panics, as
+// [middleware.Apply] does; an empty name is a *[BuildError].
 func From[In, Out any](name string, s middleware.Stage[In, Out], mws ...middleware.Middleware[In, Out]) *Pipeline[In, Out] {
 	cur, names, err := build(nil, name, s, mws)
-	return &Pipeline[In, Out]{run: cur, names: names, err: err}
+	if err != nil {
+		return &Pipeline[In, Out]{names: names, err: err}
+	}
+	return &Pipeline[In, Out]{run: cur, names: names}
 }
 
 // Then returns a new pipeline that runs p and then the named stage s,
 // decorated by mws. p is not changed. The types are checked at compile time:
-// s must take what p produces. A build error in p or in this stage is kept
-// and reported by [Pipeline.Err], [Pipeline.Stage] and [Pipeline.Run].
+// s must take what p produces.
+//
+// A nil p, a nil s or a nil middleware panics. An empty name, or a name an
+// earlier stage of p already has, is a *[BuildError]; a build error in p or
+// in this stage is kept and returned by [Pipeline.Stage] and
+// [Pipeline.Run].
 func Then[In, Mid, Out any](p *Pipeline[In, Mid], name string, s middleware.Stage[Mid, Out], mws ...middleware.Middleware[Mid, Out]) *Pipeline[In, Out] {
-	if err := p.Err(); err != nil {
-		return &Pipeline[In, Out]{names: p.Names(), err: err}
+	if p == nil {
+		panic(errNil)
 	}
 	cur, names, err := build(p.names, name, s, mws)
-	if err != nil {
+	switch {
+	case p.err != nil:
+		return &Pipeline[In, Out]{names: p.names, err: p.err} // a broken pipeline is not extended
+	case err != nil:
 		return &Pipeline[In, Out]{names: names, err: err}
 	}
 	prev := p.run
@@ -95,25 +134,23 @@ func Then[In, Mid, Out any](p *Pipeline[In, Mid], name string, s middleware.Stag
 	}}
 }
 
-// build validates one stage and decorates it. It returns the stage guarded
-// by its name and position, and the names of the pipeline it ends.
-func build[In, Out any](names []string, name string, s middleware.Stage[In, Out], mws []middleware.Middleware[In, Out]) (middleware.Stage[In, Out], []string, error) {
+// build decorates one stage and checks its name. It returns the stage
+// guarded by its name and position, and the names of the pipeline it ends.
+// middleware.Apply panics on a nil stage or middleware, before the name is
+// looked at, so a nil is found even in a pipeline that is already broken.
+func build[In, Out any](names []string, name string, s middleware.Stage[In, Out], mws []middleware.Middleware[In, Out]) (middleware.Stage[In, Out], []string, *BuildError) {
+	s = middleware.Apply(s, mws...)
 	index := len(names)
 	// Clip before appending so two pipelines extended from one never share
 	// a backing array.
 	all := append(slices.Clip(names), name)
-	var reason string
-	switch {
+	switch prev := slices.Index(names, name); {
 	case name == "":
-		reason = "empty stage name"
-	case s == nil:
-		reason = "nil stage"
-	case hasNil(mws):
-		reason = "nil middleware"
-	default:
-		return guard(index, name, middleware.Apply(s, mws...)), all, nil
+		return nil, all, &BuildError{Index: index, Name: name, Reason: "empty stage name"}
+	case prev >= 0:
+		return nil, all, &BuildError{Index: index, Name: name, Reason: "duplicate stage name (also stage " + strconv.Itoa(prev) + ")"}
 	}
-	return nil, all, &BuildError{Index: index, Name: name, Reason: reason}
+	return guard(index, name, s), all, nil
 }
 
 // guard runs s unless the context has already ended, and wraps any error in
@@ -135,14 +172,12 @@ func guard[In, Out any](index int, name string, s middleware.Stage[In, Out]) mid
 
 // Stage returns the whole pipeline as one Stage, decorated by mws (the first
 // being the outermost), so middleware can wrap a whole pipeline and a
-// pipeline can be a stage of another. It returns the first build error, if
-// any, instead.
+// pipeline can be a stage of another. It returns the pipeline's build
+// error, if any, instead. A nil middleware panics, as [middleware.Apply]
+// does.
 func (p *Pipeline[In, Out]) Stage(mws ...middleware.Middleware[In, Out]) (middleware.Stage[In, Out], error) {
-	if err := p.Err(); err != nil {
+	if err := p.buildErr(); err != nil {
 		return nil, err
-	}
-	if hasNil(mws) {
-		return nil, &BuildError{Index: -1, Reason: "nil pipeline middleware"}
 	}
 	return middleware.Apply(p.run, mws...), nil
 }
@@ -150,37 +185,30 @@ func (p *Pipeline[In, Out]) Stage(mws ...middleware.Middleware[In, Out]) (middle
 // Run runs the pipeline once with no pipeline-wide middleware. It returns
 // the build error, if any.
 func (p *Pipeline[In, Out]) Run(ctx context.Context, in In) (Out, error) {
-	if err := p.Err(); err != nil {
+	if err := p.buildErr(); err != nil {
 		var zero Out
 		return zero, err
 	}
 	return p.run(ctx, in)
 }
 
-// Err returns the first mistake made while building the pipeline, or nil.
-func (p *Pipeline[In, Out]) Err() error {
+// buildErr returns the first *[BuildError] made while building the
+// pipeline, or nil. It panics on a nil pipeline.
+func (p *Pipeline[In, Out]) buildErr() error {
 	if p == nil {
-		return ErrNilPipeline
+		panic(errNil)
+	}
+	if p.err == nil {
+		return nil // not a typed nil
 	}
 	return p.err
 }
 
-// Names returns the stage names in order. The slice is a copy.
+// Names returns the stage names in order. The slice is a copy. A nil
+// pipeline has none.
 func (p *Pipeline[In, Out]) Names() []string {
 	if p == nil {
 		return nil
 	}
 	return slices.Clone(p.names)
-}
-
-// Len returns the number of stages.
-func (p *Pipeline[In, Out]) Len() int {
-	if p == nil {
-		return 0
-	}
-	return len(p.names)
-}
-
-func hasNil[In, Out any](mws []middleware.Middleware[In, Out]) bool {
-	return slices.ContainsFunc(mws, func(m middleware.Middleware[In, Out]) bool { return m == nil })
 }

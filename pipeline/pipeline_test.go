@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,8 +57,8 @@ func TestTypedChain(t *testing.T) {
 	if diff := cmp.Diff([]string{"parse", "square", "render"}, render.Names()); diff != "" {
 		t.Errorf("Names (-want +got):\n%s", diff)
 	}
-	if render.Len() != 3 {
-		t.Errorf("Len = %d, want 3", render.Len())
+	if len(render.Names()) != 3 {
+		t.Errorf("len(Names()) = %d, want 3", len(render.Names()))
 	}
 
 	_, err = render.Run(context.Background(), "x")
@@ -244,6 +245,9 @@ func TestMiddlewarePerStageAndWhole(t *testing.T) {
 	}
 }
 
+// Nested pipelines: the error names the path of stages once, without a
+// "pipeline:" prefix per level (issue 13 item 11), and errors.Is and
+// errors.As still reach the cause and every level.
 func TestNesting(t *testing.T) {
 	boom := errors.New("boom")
 	r := &recorder{}
@@ -253,12 +257,94 @@ func TestNesting(t *testing.T) {
 		t.Fatal(err)
 	}
 	outer := pipeline.Then(pipeline.From("o0", addN(r, "o0", 1)), "inner", innerStage)
-	_, err = outer.Run(context.Background(), 0)
-	if got, want := err.Error(), `pipeline: stage 1 "inner": pipeline: stage 1 "i1": boom`; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
+	outerStage, err := outer.Stage()
+	if err != nil {
+		t.Fatal(err)
 	}
+	top := pipeline.From("outer", outerStage)
+
+	// The inner pipeline's first stage cancels the call, so its second
+	// stage is skipped: the outer pipeline reports it through the inner.
+	cancelling := pipeline.Then(pipeline.From("cancel", func(ctx context.Context, in int) (int, error) {
+		ctx.Value(cancelKey{}).(context.CancelFunc)()
+		return in, nil
+	}), "i1", addN(r, "i1", 1))
+	cancellingStage, err := cancelling.Stage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipsInside := pipeline.Then(pipeline.From("o0", addN(r, "o0", 1)), "inner", cancellingStage)
+
+	tests := []struct {
+		name string
+		run  func() error
+		text string
+	}{
+		{"two levels", func() error { _, err := outer.Run(context.Background(), 0); return err },
+			`pipeline: stage 1 "inner" / stage 1 "i1": boom`},
+		{"three levels", func() error { _, err := top.Run(context.Background(), 0); return err },
+			`pipeline: stage 0 "outer" / stage 1 "inner" / stage 1 "i1": boom`},
+		{"skipped inside", func() error {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			_, err := skipsInside.Run(context.WithValue(ctx, cancelKey{}, cancel), 0)
+			return err
+		}, `pipeline: stage 1 "inner" / before stage 1 "i1": context canceled`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := err.Error(); got != tt.text {
+				t.Errorf("Error() = %q, want %q", got, tt.text)
+			}
+			if n := strings.Count(err.Error(), "pipeline:"); n != 1 {
+				t.Errorf("Error() = %q names the package %d times, want once", err.Error(), n)
+			}
+		})
+	}
+
+	_, err = top.Run(context.Background(), 0)
 	if !errors.Is(err, boom) {
-		t.Error("errors.Is(err, boom) = false through two pipelines")
+		t.Error("errors.Is(err, boom) = false through three pipelines")
+	}
+	var se *pipeline.StageError
+	var levels []string
+	for e := err; errors.As(e, &se); e = se.Err {
+		levels = append(levels, se.Name)
+	}
+	if diff := cmp.Diff([]string{"outer", "inner", "i1"}, levels); diff != "" {
+		t.Errorf("StageError levels (-want +got):\n%s", diff)
+	}
+}
+
+type cancelKey struct{}
+
+// A StageError wrapped by another error between two levels keeps that
+// error's text; a StageError whose Err is nil does not panic.
+func TestStageErrorText(t *testing.T) {
+	inner := &pipeline.StageError{Name: "in", Index: 2, Err: errors.New("boom")}
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"plain", inner, `pipeline: stage 2 "in": boom`},
+		{"skipped", &pipeline.StageError{Name: "s", Index: 0, Skipped: true, Err: context.Canceled}, `pipeline: before stage 0 "s": context canceled`},
+		{"nested skipped", &pipeline.StageError{Name: "out", Index: 1, Err: &pipeline.StageError{Name: "s", Skipped: true, Err: context.Canceled}},
+			`pipeline: stage 1 "out" / before stage 0 "s": context canceled`},
+		{"wrapped between levels", &pipeline.StageError{Name: "out", Index: 1, Err: fmt.Errorf("retry: gave up: %w", inner)},
+			`pipeline: stage 1 "out": retry: gave up: pipeline: stage 2 "in": boom`},
+		{"nil Err", &pipeline.StageError{Name: "x", Index: 3}, `pipeline: stage 3 "x": <nil>`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err.Error(); got != tt.want {
+				t.Errorf("Error() = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -300,9 +386,10 @@ func TestBuildErrors(t *testing.T) {
 		text string
 	}{
 		{"empty name", pipeline.From("", ok), &pipeline.BuildError{Index: 0, Reason: "empty stage name"}, `pipeline: stage 0 "": empty stage name`},
-		{"nil stage", pipeline.Then[int, int, int](pipeline.From("a", ok), "b", nil), &pipeline.BuildError{Index: 1, Name: "b", Reason: "nil stage"}, `pipeline: stage 1 "b": nil stage`},
-		{"nil middleware", pipeline.From("a", ok, nil), &pipeline.BuildError{Index: 0, Name: "a", Reason: "nil middleware"}, `pipeline: stage 0 "a": nil middleware`},
-		{"error kept by later stages", pipeline.Then(pipeline.Then(pipeline.From[int, int]("a", nil), "b", ok), "c", ok), &pipeline.BuildError{Index: 0, Name: "a", Reason: "nil stage"}, `pipeline: stage 0 "a": nil stage`},
+		{"empty name in Then", pipeline.Then(pipeline.From("a", ok), "", ok), &pipeline.BuildError{Index: 1, Reason: "empty stage name"}, `pipeline: stage 1 "": empty stage name`},
+		{"duplicate name", pipeline.Then(pipeline.Then(pipeline.From("a", ok), "b", ok), "a", ok),
+			&pipeline.BuildError{Index: 2, Name: "a", Reason: "duplicate stage name (also stage 0)"}, `pipeline: stage 2 "a": duplicate stage name (also stage 0)`},
+		{"error kept by later stages", pipeline.Then(pipeline.Then(pipeline.From("", ok), "b", ok), "c", ok), &pipeline.BuildError{Index: 0, Reason: "empty stage name"}, `pipeline: stage 0 "": empty stage name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -319,29 +406,82 @@ func TestBuildErrors(t *testing.T) {
 			if s, err := tt.p.Stage(); s != nil || !errors.As(err, &be) {
 				t.Errorf("Stage() = (%v, %v), want (nil, *BuildError)", s != nil, err)
 			}
+			r.log = nil
 			if _, err := tt.p.Run(context.Background(), 1); !errors.As(err, &be) {
 				t.Errorf("Run() err = %v, want *BuildError", err)
 			}
+			if len(r.log) != 0 {
+				t.Errorf("a broken pipeline ran stages: %v", r.log)
+			}
 		})
 	}
-	t.Run("nil pipeline middleware", func(t *testing.T) {
-		_, err := pipeline.From("a", ok).Stage(nil)
-		if err == nil || !strings.Contains(err.Error(), "nil pipeline middleware") {
-			t.Errorf("err = %v", err)
+	t.Run("same name in a nested pipeline or another branch", func(t *testing.T) {
+		base := pipeline.From("a", ok)
+		left, right := pipeline.Then(base, "b", ok), pipeline.Then(base, "b", ok)
+		inner, err := left.Stage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*pipeline.Pipeline[int, int]{left, right, pipeline.Then(right, "inner", inner), pipeline.From("a", inner)} {
+			if err := p.Err(); err != nil {
+				t.Errorf("%v: Err() = %v, want nil", p.Names(), err)
+			}
 		}
 	})
-	t.Run("nil pipeline", func(t *testing.T) {
-		var p *pipeline.Pipeline[int, int]
-		if !errors.Is(p.Err(), pipeline.ErrNilPipeline) {
-			t.Errorf("Err() = %v", p.Err())
+	t.Run("Err is a nil interface when there is no error", func(t *testing.T) {
+		if err := pipeline.From("a", ok).Err(); err != nil {
+			t.Errorf("Err() = %#v, want nil", err)
 		}
-		if err := pipeline.Then(p, "a", ok).Err(); !errors.Is(err, pipeline.ErrNilPipeline) {
-			t.Errorf("Then(nil).Err() = %v", err)
-		}
-		if p.Len() != 0 || p.Names() != nil {
+	})
+}
+
+// A nil stage, middleware or pipeline is a programmer error: building
+// panics at once, even on a pipeline that is already broken, rather than
+// returning a pipeline whose every call fails.
+func TestNilPanics(t *testing.T) {
+	ok := addN(&recorder{}, "ok", 1)
+	var nilPipeline *pipeline.Pipeline[int, int]
+	broken := pipeline.From("", ok)
+	tests := []struct {
+		name  string
+		build func()
+		want  string
+	}{
+		{"From nil stage", func() { pipeline.From[int, int]("a", nil) }, "middleware: nil stage"},
+		{"Then nil stage", func() { pipeline.Then[int, int, int](pipeline.From("a", ok), "b", nil) }, "middleware: nil stage"},
+		{"Then nil stage on a broken pipeline", func() { pipeline.Then[int, int, int](broken, "b", nil) }, "middleware: nil stage"},
+		{"From nil middleware", func() { pipeline.From("a", ok, nil) }, "middleware: nil middleware"},
+		{"Then nil middleware", func() { pipeline.Then(pipeline.From("a", ok), "b", ok, tag(&recorder{}, "t"), nil) }, "middleware: nil middleware"},
+		{"Stage nil middleware", func() { _, _ = pipeline.From("a", ok).Stage(nil) }, "middleware: nil middleware"},
+		{"Then on nil pipeline", func() { pipeline.Then(nilPipeline, "a", ok) }, "pipeline: nil *Pipeline"},
+		{"Stage on nil pipeline", func() { _, _ = nilPipeline.Stage() }, "pipeline: nil *Pipeline"},
+		{"Run on nil pipeline", func() { _, _ = nilPipeline.Run(context.Background(), 0) }, "pipeline: nil *Pipeline"},
+		{"Err on nil pipeline", func() { _ = nilPipeline.Err() }, "pipeline: nil *Pipeline"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := panicText(tt.build); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("panic = %q, want it to start with %q", got, tt.want)
+			}
+		})
+	}
+	t.Run("Names on nil pipeline", func(t *testing.T) {
+		if len(nilPipeline.Names()) != 0 || nilPipeline.Names() != nil {
 			t.Error("a nil pipeline reports stages")
 		}
 	})
+}
+
+// panicText runs f and returns what it panicked with, as text, or "" if it
+// did not panic.
+func panicText(f func()) (text string) {
+	defer func() {
+		if v := recover(); v != nil {
+			text = fmt.Sprint(v)
+		}
+	}()
+	f()
+	return ""
 }
 
 func TestConcurrentUse(t *testing.T) {

@@ -1,16 +1,20 @@
-// Command distributed runs two OS processes that share one circuit breaker
-// through Redis: failures recorded by one open the breaker for both, and
-// the shared counts are exact.
+// Command distributed runs three OS processes that share one circuit
+// breaker through Redis: failures recorded by two of them open the breaker
+// for all, and the shared counts are exact.
 //
 //	go run ./examples/distributed                      # starts its own redis-server
 //	go run ./examples/distributed -addr localhost:6379  # or BRACE_REDIS_ADDR=localhost:6379
 //
 // Without -addr (or BRACE_REDIS_ADDR) it starts a redis-server (Debian
 // package redis-server) on a free loopback port with persistence off and
-// stops it at the end. The program re-executes itself twice as child
-// processes, A and B; each builds its own Redis client, store and breaker
+// stops it at the end. The program re-executes itself as child processes,
+// A, B and then C; each builds its own Redis client, store and breaker
 // named "payments-<pid of the parent>", and makes the calls the parent
-// tells it to, over its standard input.
+// tells it to, over its standard input. The children log their breakers'
+// events (middleware.Log) to standard error: a change of state made by
+// another process is logged with reason=adopted. The parent checks each
+// answer and the shared state, and exits 1 if one is not what the story
+// says.
 package main
 
 import (
@@ -20,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -27,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/redisstore"
 	"github.com/redis/go-redis/v9"
@@ -60,15 +66,38 @@ func newClient(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 }
 
-func newBreaker(rdb *redis.Client, name string) (*breaker.Breaker, *redisstore.BreakerStore, error) {
-	store, err := redisstore.NewBreakerStore(rdb, name, redisstore.BreakerConfig{})
+// newBreaker builds a breaker whose state lives in Redis under name. Its
+// events, and those of its store, go to obs.
+func newBreaker(rdb *redis.Client, name string, obs middleware.Observer) (*breaker.Breaker, *redisstore.BreakerStore, error) {
+	store, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: rdb, Name: name, Observer: obs})
 	if err != nil {
 		return nil, nil, err
 	}
 	b, err := breaker.New(breaker.Config{Name: "payments", Threshold: threshold, OpenTimeout: 30 * time.Second,
-		Store: store, StoreSync: storeSync,
-		OnStoreError: func(err error) { fmt.Fprintln(os.Stderr, "store error:", err) }})
+		Store: store, StoreSync: storeSync, Observer: obs})
 	return b, store, err
+}
+
+// childLog logs a child's events to stderr through middleware.Log, without
+// timestamps. The handler is enabled down to Debug so that each of the
+// store's failures (a Debug event) shows: in a demo every one matters. The
+// breaker's rejections, also Debug, are left out: each is in the answer.
+func childLog(me string) middleware.Observer {
+	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})
+	all := middleware.Log(slog.New(h).With("process", me))
+	return middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+		if e.Kind != middleware.Rejected {
+			all.Observe(ctx, e)
+		}
+	})
 }
 
 // runChild serves commands from stdin: "fail" makes a call that fails,
@@ -76,26 +105,27 @@ func newBreaker(rdb *redis.Client, name string) (*breaker.Breaker, *redisstore.B
 func runChild(me, addr, name string) error {
 	rdb := newClient(addr)
 	defer rdb.Close()
-	b, _, err := newBreaker(rdb, name)
+	b, _, err := newBreaker(rdb, name, childLog(me))
 	if err != nil {
 		return err
 	}
+	pay := middleware.Apply(func(_ context.Context, cmd string) (string, error) {
+		if cmd == "fail" {
+			return "", errDown
+		}
+		return "paid", nil
+	}, breaker.Middleware[string, string](b))
+
 	ctx := context.Background()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		var callErr error
-		if in.Text() == "fail" {
-			callErr = errDown
-		}
-		t, err := b.Allow(ctx)
-		if err != nil {
+		_, err := pay(ctx, in.Text())
+		switch {
+		case errors.Is(err, breaker.ErrOpen):
 			fmt.Printf("%s (pid %d): rejected: %v\n", me, os.Getpid(), err)
-			continue
-		}
-		b.Done(ctx, t, callErr)
-		if callErr != nil {
-			fmt.Printf("%s (pid %d): call failed: %v\n", me, os.Getpid(), callErr)
-		} else {
+		case err != nil:
+			fmt.Printf("%s (pid %d): call failed: %v\n", me, os.Getpid(), err)
+		default:
 			fmt.Printf("%s (pid %d): call succeeded\n", me, os.Getpid())
 		}
 	}
@@ -130,15 +160,20 @@ func startChild(me, addr, name string) (*proc, error) {
 	return &proc{cmd: cmd, in: in, out: bufio.NewScanner(out)}, nil
 }
 
-// do sends one command and prints the child's answer.
-func (p *proc) do(command string) error {
+// do sends one command, prints the child's answer, and checks that it
+// contains want.
+func (p *proc) do(command, want string) error {
 	if _, err := fmt.Fprintln(p.in, command); err != nil {
 		return err
 	}
 	if !p.out.Scan() {
 		return fmt.Errorf("child ended: %v", p.out.Err())
 	}
-	fmt.Println("  " + p.out.Text())
+	answer := p.out.Text()
+	fmt.Println("  " + answer)
+	if !strings.Contains(answer, want) {
+		return fmt.Errorf("%q answered %q, want %q in it", command, answer, want)
+	}
 	return nil
 }
 
@@ -160,25 +195,31 @@ func runParent(addr string) error {
 	name := "payments-" + strconv.Itoa(os.Getpid())
 	rdb := newClient(addr)
 	defer rdb.Close()
-	_, store, err := newBreaker(rdb, name)
+	// The parent's breaker makes no call: building it binds the store to
+	// the children's policy, so that the parent can read the shared state.
+	_, store, err := newBreaker(rdb, name, nil)
 	if err != nil {
 		return err
 	}
 	defer store.Reset(context.Background())
-	policy := &breaker.Policy{Threshold: threshold, OpenTimeout: 30 * time.Second, Probes: 1, SuccessThreshold: 1}
-	shared := func() {
-		s, err := store.Update(context.Background(), policy, breaker.Op{Kind: breaker.OpSync})
+	// shared prints the shared state and checks that it is want.
+	key := "brace:{breaker:" + name + "}:state" // see redisstore.BreakerStoreConfig.Name
+	shared := func(want breaker.State) error {
+		s, err := store.Update(context.Background(), breaker.Op{Kind: breaker.OpSync})
 		if err != nil {
-			fmt.Println("  shared state: unavailable:", err)
-			return
+			return fmt.Errorf("shared state unavailable: %w", err)
 		}
-		line := fmt.Sprintf("  shared state in Redis (%s): %v, generation %d", store.Key(), s.State, s.Gen)
+		line := fmt.Sprintf("  shared state in Redis (%s): %v, generation %d", key, s.State, s.Gen)
 		if s.State == breaker.Open {
 			line += fmt.Sprintf(", probes in %.0fs", s.RetryAfter.Seconds())
 		} else {
 			line += fmt.Sprintf(", consecutive failures %d", s.Counts.ConsecutiveFailures)
 		}
 		fmt.Println(line)
+		if s.State != want {
+			return fmt.Errorf("shared state %v, want %v", s.State, want)
+		}
+		return nil
 	}
 
 	a, err := startChild("A", addr, name)
@@ -189,24 +230,29 @@ func runParent(addr string) error {
 	if err != nil {
 		return err
 	}
+	const ok, failed, rejected = "call succeeded", "call failed", "rejected"
 	steps := []struct {
-		say  string
-		proc *proc
-		cmds []string
+		say   string
+		proc  *proc
+		cmds  []string
+		want  string
+		state breaker.State
 	}{
-		{"B makes a call", b, []string{"call"}},
-		{"A's calls fail three times", a, []string{"fail", "fail", "fail"}},
-		{"B's calls fail twice: the fifth shared failure opens the breaker", b, []string{"fail", "fail"}},
-		{"A, which recorded only three failures, is rejected too", a, []string{"call"}},
+		{"B makes a call", b, []string{"call"}, ok, breaker.Closed},
+		{"A's calls fail three times", a, []string{"fail", "fail", "fail"}, failed, breaker.Closed},
+		{"B's calls fail twice: the fifth shared failure opens the breaker", b, []string{"fail", "fail"}, failed, breaker.Open},
+		{"A, which recorded only three failures, is rejected too", a, []string{"call"}, rejected, breaker.Open},
 	}
 	for _, st := range steps {
 		fmt.Println(st.say + ":")
 		for _, c := range st.cmds {
-			if err := st.proc.do(c); err != nil {
+			if err := st.proc.do(c, st.want); err != nil {
 				return err
 			}
 		}
-		shared()
+		if err := shared(st.state); err != nil {
+			return err
+		}
 		time.Sleep(storeSync) // let every view age past StoreSync
 	}
 	fmt.Println("a third process joins and finds it open (it never resets shared state):")
@@ -214,10 +260,12 @@ func runParent(addr string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.do("call"); err != nil {
+	if err := c.do("call", rejected); err != nil {
 		return err
 	}
-	shared()
+	if err := shared(breaker.Open); err != nil {
+		return err
+	}
 	for _, p := range []*proc{a, b, c} {
 		if err := p.stop(); err != nil {
 			return err

@@ -5,10 +5,11 @@
 //
 //	go run ./examples/httpclient
 //
-// It needs no network beyond loopback, runs in about three seconds (two of them honouring Retry-After), and
-// exits 1 if any scenario does not turn out as described. The transport's
-// debug records (one per attempt, one per retry) and the server's rejection
-// records go to stderr through tint.
+// It needs no network beyond loopback, runs in about three seconds (two of
+// them honouring Retry-After), and exits 1 if any scenario does not turn out
+// as described. The concerns' events — each retry, the breaker opening, the
+// server's rate-limit rejections — become log records through
+// middleware.Log and go to stderr through tint.
 package main
 
 import (
@@ -28,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/httpx"
 	"github.com/brace-go/brace/middleware/ratelimit"
@@ -63,22 +65,39 @@ func run(log *slog.Logger, out io.Writer) error {
 	}
 	defer srv.Close()
 
-	// Attempts are counted per scenario through the OnAttempt hook.
+	// Attempts are counted per scenario by a middleware of our own,
+	// innermost, so it sees the attempts that reach the server.
 	var attempts atomic.Int32
-	countAttempts := func(*http.Request, int, *http.Response, error) { attempts.Add(1) }
-	clientLog := log.With("side", "client")
+	countAttempts := func(next middleware.Stage[*http.Request, *http.Response]) middleware.Stage[*http.Request, *http.Response] {
+		return func(ctx context.Context, r *http.Request) (*http.Response, error) {
+			attempts.Add(1)
+			return next(ctx, r)
+		}
+	}
+	// Every concern reports its events to one Observer: middleware.Log
+	// turns them into records (retries at Debug, the breaker opening at
+	// Warn).
+	clientLog := middleware.Log(log.With("side", "client"))
 
 	// The shop client: up to 4 attempts, each bounded to 300ms until its
 	// headers arrive.
-	perAttempt, err := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: 300 * time.Millisecond})
+	perAttempt, err := timeout.New(timeout.Config{Duration: 300 * time.Millisecond})
 	if err != nil {
 		return err
 	}
-	shopTransport, err := httpx.NewTransport(srv.Client().Transport, httpx.TransportConfig{
-		Retry:     retry.Config{MaxAttempts: 4, BaseDelay: 20 * time.Millisecond, MaxDelay: 2 * time.Second, Seed: 1},
-		Attempt:   []httpx.Middleware{perAttempt},
-		OnAttempt: countAttempts,
-		Logger:    clientLog,
+	shopRetry, err := retry.New(retry.Config{
+		Name: "shop", MaxAttempts: 4, BaseDelay: 20 * time.Millisecond, MaxDelay: 2 * time.Second, Seed: 1,
+		Observer: clientLog,
+	})
+	if err != nil {
+		return err
+	}
+	shopTransport, err := httpx.NewTransport(httpx.TransportConfig{
+		Base:     srv.Client().Transport,
+		Retry:    shopRetry,
+		Attempt:  []httpx.Middleware{timeout.Middleware[*http.Request, *http.Response](perAttempt), countAttempts},
+		Name:     "shop",
+		Observer: clientLog,
 	})
 	if err != nil {
 		return err
@@ -87,15 +106,26 @@ func run(log *slog.Logger, out io.Writer) error {
 
 	// The payments client adds a breaker, inside the retry loop, so it
 	// counts every failed attempt.
-	payments, err := breaker.New(breaker.Config{Name: "payments", Threshold: 3, Logger: clientLog})
+	payments, err := breaker.New(breaker.Config{Name: "payments", Threshold: 3, Observer: clientLog})
 	if err != nil {
 		return err
 	}
-	payTransport, err := httpx.NewTransport(srv.Client().Transport, httpx.TransportConfig{
-		Retry:     retry.Config{MaxAttempts: 3, BaseDelay: 20 * time.Millisecond, Seed: 2},
-		Attempt:   []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](payments), perAttempt},
-		OnAttempt: countAttempts,
-		Logger:    clientLog,
+	payRetry, err := retry.New(retry.Config{
+		Name: "payments", MaxAttempts: 3, BaseDelay: 20 * time.Millisecond, Seed: 2, Observer: clientLog,
+	})
+	if err != nil {
+		return err
+	}
+	payTransport, err := httpx.NewTransport(httpx.TransportConfig{
+		Base:  srv.Client().Transport,
+		Retry: payRetry,
+		Attempt: []httpx.Middleware{
+			breaker.Middleware[*http.Request, *http.Response](payments),
+			timeout.Middleware[*http.Request, *http.Response](perAttempt),
+			countAttempts,
+		},
+		Name:     "payments",
+		Observer: clientLog,
 	})
 	if err != nil {
 		return err
@@ -173,7 +203,8 @@ func run(log *slog.Logger, out io.Writer) error {
 		if !errors.Is(err, breaker.ErrOpen) {
 			return "", fmt.Errorf("want breaker.ErrOpen, got %v", err)
 		}
-		if ue, ok := errors.AsType[*url.Error](err); ok {
+		var ue *url.Error
+		if errors.As(err, &ue) {
 			err = ue.Err // drop the client's "Get <url>: " prefix
 		}
 		return "failed fast: " + err.Error(), nil
@@ -246,17 +277,18 @@ func newServer(log *slog.Logger) (*httptest.Server, error) {
 		fmt.Fprint(w, "ok")
 	})
 
-	// /limited is protected server-side by httpx.Protect: two requests,
-	// then one a second, refused with 429 and Retry-After.
-	rl, err := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2})
+	// /limited is protected server-side by an httpx.Protector: two
+	// requests, then one a second, refused with 429 and Retry-After. The
+	// limiter logs each refusal through its Observer.
+	rl, err := ratelimit.New(ratelimit.Config{Name: "limited", Rate: 1, Burst: 2, Observer: middleware.Log(log)})
 	if err != nil {
 		return nil, err
 	}
-	protect, err := httpx.Protect(httpx.HandlerConfig{RateLimit: rl, Logger: log})
+	protector, err := httpx.NewProtector(httpx.ProtectorConfig{RateLimit: rl})
 	if err != nil {
 		return nil, err
 	}
-	mux.Handle("GET /limited", protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /limited", protector.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "ok")
 	})))
 

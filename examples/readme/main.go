@@ -9,9 +9,9 @@ import (
 	"log"
 	"time"
 
-	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/retry"
+	"github.com/brace-go/brace/middleware/stack"
 	"github.com/brace-go/brace/middleware/timeout"
 )
 
@@ -24,14 +24,15 @@ func main() {
 		return fmt.Sprintf("user %d", id), nil
 	}
 
-	rt, err1 := retry.New[int, string](retry.Config{MaxAttempts: 5, BaseDelay: 10 * time.Millisecond})
+	rt, err1 := retry.New(retry.Config{MaxAttempts: 5, BaseDelay: 10 * time.Millisecond})
 	br, err2 := breaker.New(breaker.Config{Name: "users", Threshold: 5})
-	to, err3 := timeout.New[int, string](timeout.Config{Duration: time.Second})
+	to, err3 := timeout.New(timeout.Config{Duration: time.Second})
 	if err := errors.Join(err1, err2, err3); err != nil {
 		log.Fatal(err) // invalid configuration is an error at construction, never a panic
 	}
 
-	// Retry outermost, then the breaker, then a per-attempt timeout.
-	get := middleware.Apply(fetch, rt, breaker.Middleware[int, string](br), to)
+	// Retry outermost, then the breaker, then a per-attempt timeout: the
+	// recommended order. The stage's types are inferred.
+	get := stack.Apply(fetch, stack.Layers{Retry: rt, Breaker: br, Timeout: to, Recover: true})
 	fmt.Println(get(context.Background(), 42)) // user 42 <nil>, after two retries
 }

@@ -9,13 +9,17 @@
 // the same on every run; counts that depend on timing (how many calls a
 // rate limiter let through, where an adaptive limit settles) still vary a
 // little from run to run. Each section checks that its policy did what the
-// section says, and the program exits 1 if a check is not met. Notable
-// events go to stderr through tint; the summaries go to stdout.
+// section says, and the program exits 1 if a check is not met. The
+// summaries go to stdout, and a few notable moments go to stderr through
+// tint. Every concern's events go to the same log through middleware.Log,
+// which logs per-call events (each fallback, refusal, hedge, change of an
+// adaptive limit) at Debug, so they stay out of the log unless -v is given.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,7 +43,13 @@ import (
 )
 
 func main() {
-	log := newLogger(os.Stderr)
+	verbose := flag.Bool("v", false, "log every event, per-call ones included (level Debug)")
+	flag.Parse()
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := newLogger(os.Stderr, level)
 	if err := run(log, os.Stdout); err != nil {
 		log.Error("toolbox failed", "err", err)
 		os.Exit(1)
@@ -48,11 +58,11 @@ func main() {
 
 // newLogger renders slog records with tint: coloured on a terminal, plain
 // when piped.
-func newLogger(w *os.File) *slog.Logger {
+func newLogger(w *os.File, level slog.Level) *slog.Logger {
 	fi, err := w.Stat()
 	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
 	return slog.New(tint.NewTextHandler(w, &tint.Options{
-		Level:      slog.LevelInfo,
+		Level:      level,
 		TimeFormat: "15:04:05.000",
 		NoColor:    !tty,
 	}))
@@ -188,18 +198,12 @@ func showFallback(log *slog.Logger, r *report) error {
 	const lookups, skus = 200, 12
 	svc := &priceService{rng: rand.New(rand.NewPCG(1, 1))}
 	cache := &priceCache{last: map[sku]price{}}
-	var counter fallback.Counter
-	var logged atomic.Bool
+	fb, err := fallback.New(fallback.Config{Name: "prices", Observer: middleware.Log(log)})
+	if err != nil {
+		return err
+	}
 	getPrice := middleware.Apply(svc.lookup,
-		fallback.Func(cache.stale, fallback.Config{
-			Name:    "prices",
-			Counter: &counter,
-			OnFallback: func(err error) {
-				if logged.CompareAndSwap(false, true) {
-					log.Warn("fallback: serving a stale price (logged once)", "err", err)
-				}
-			},
-		}),
+		fallback.Middleware(fb, cache.stale),
 		cache.remember, // inside the fallback: only real prices are remembered
 	)
 
@@ -223,14 +227,15 @@ func showFallback(log *slog.Logger, r *report) error {
 			}
 		}
 	}
-	flaky := counter.Stats()
+	flaky := fb.Stats()
 
 	// Outage: every lookup fails. A SKU priced before is still answered;
 	// one never priced cannot be, and both failures stay reachable.
 	svc.setDown(true)
 	knownPrice, knownErr := getPrice(ctx, known)
 	_, unseenErr := getPrice(ctx, sku(99))
-	fbErr, isFallbackErr := errors.AsType[*fallback.Error](unseenErr)
+	var fbErr *fallback.Error
+	isFallbackErr := errors.As(unseenErr, &fbErr)
 	if isFallbackErr {
 		log.Info("outage: no stale price for an unseen SKU", "err", unseenErr)
 	}
@@ -240,10 +245,11 @@ func showFallback(log *slog.Logger, r *report) error {
 	r.row("answered by the price service", fresh)
 	r.row("answered by the fallback (stale price)", stale)
 	r.row("failed (fallback had no price either)", failed)
-	r.row("fallback.Counter: fallbacks / failed fallbacks", fmt.Sprintf("%d / %d", flaky.Fallbacks, flaky.FallbackFailures))
+	r.row("fallback Stats: fell back / alternative failed too", fmt.Sprintf("%d / %d", flaky.FellBack, flaky.AltFailures))
 	r.row(fmt.Sprintf("outage: %v, priced before", known), knownPrice)
 	r.row("outage: sku-99, never priced", unseenErr)
-	r.check("the fallback served at least one lookup", stale >= 1 && uint64(stale) == flaky.Fallbacks-flaky.FallbackFailures)
+	r.check("the fallback served at least one lookup, and its Stats add up",
+		stale >= 1 && uint64(stale) == flaky.FellBack-flaky.AltFailures && uint64(failed) == flaky.AltFailures)
 	r.check("during the outage a SKU priced before gets its stale price", knownErr == nil && knownPrice.Stale)
 	r.check("an unseen SKU fails with *fallback.Error, the 503 reachable with errors.Is",
 		isFallbackErr && errors.Is(unseenErr, errUnavailable) && errors.Is(unseenErr, errNoStale) &&
@@ -264,15 +270,8 @@ func showRateLimit(log *slog.Logger, r *report) error {
 	search := func(context.Context, string) (int, error) { return 0, nil } // the guarded call
 
 	// Reject mode: a burst of 20 calls at once against Rate 50/s, Burst 5.
-	var logged atomic.Bool
-	reject, err := ratelimit.New(ratelimit.Config{
-		Name: "search", Rate: rateLimit, Burst: rateBurst,
-		OnLimited: func(delay time.Duration) {
-			if logged.CompareAndSwap(false, true) {
-				log.Warn("ratelimit: limited (logged once)", "delay", delay)
-			}
-		},
-	})
+	obs := middleware.Log(log)
+	reject, err := ratelimit.New(ratelimit.Config{Name: "search", Rate: rateLimit, Burst: rateBurst, Observer: obs})
 	if err != nil {
 		return err
 	}
@@ -282,7 +281,8 @@ func showRateLimit(log *slog.Logger, r *report) error {
 	var delays []time.Duration
 	for range burstCalls {
 		_, err := limited(ctx, "q")
-		if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
+		var le *ratelimit.LimitedError
+		if errors.As(err, &le) {
 			delays = append(delays, le.Delay)
 		} else if err == nil {
 			admitted++
@@ -304,8 +304,7 @@ func showRateLimit(log *slog.Logger, r *report) error {
 	// Wait mode: 15 calls at once with MaxWait 150ms queue for their
 	// tokens, 20ms apart; those that would wait longer are refused at once.
 	const waitCalls, maxWait = 15, 150 * time.Millisecond
-	var waitCounter ratelimit.Counter
-	queue, err := ratelimit.New(ratelimit.Config{Name: "search", Rate: rateLimit, Burst: rateBurst, MaxWait: maxWait, Counter: &waitCounter})
+	queue, err := ratelimit.New(ratelimit.Config{Name: "search", Rate: rateLimit, Burst: rateBurst, MaxWait: maxWait, Observer: obs})
 	if err != nil {
 		return err
 	}
@@ -320,7 +319,8 @@ func showRateLimit(log *slog.Logger, r *report) error {
 			start := time.Now()
 			_, err := waiting(ctx, "q")
 			waits[i] = time.Since(start)
-			if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
+			var le *ratelimit.LimitedError
+			if errors.As(err, &le) {
 				waits[i] = -1
 				refusedDelay.Store(int64(le.Delay))
 			}
@@ -336,7 +336,8 @@ func showRateLimit(log *slog.Logger, r *report) error {
 		}
 		longest = max(longest, w)
 	}
-	ws := waitCounter.Stats()
+	ws := queue.Stats()
+	wsAdmitted := uint64(waitCalls) - ws.Rejected
 
 	// One bucket per tenant: a noisy tenant hammers the service while a
 	// quiet one makes a call every 60ms. With one shared bucket the noisy
@@ -346,13 +347,13 @@ func showRateLimit(log *slog.Logger, r *report) error {
 	if err != nil {
 		return err
 	}
-	perTenant, err := ratelimit.NewKeyed(ratelimit.KeyedConfig[string]{Rate: 20, Burst: rateBurst})
+	perTenant, err := ratelimit.New(ratelimit.Config{Rate: 20, Burst: rateBurst})
 	if err != nil {
 		return err
 	}
 	tenantOf := func(req string) string { return req }
 	sharedRun := tenants(middleware.Apply(search, ratelimit.Middleware[string, int](shared)))
-	keyedRun := tenants(middleware.Apply(search, ratelimit.PerKey[string, int](perTenant, tenantOf)))
+	keyedRun := tenants(middleware.Apply(search, ratelimit.Keyed[string, int](perTenant, tenantOf)))
 
 	r.section(fmt.Sprintf("2. RateLimit — Rate %d/s, Burst %d", rateLimit, rateBurst))
 	r.row(fmt.Sprintf("reject mode: a burst of %d calls: admitted / limited", burstCalls), fmt.Sprintf("%d / %d", admitted, len(delays)))
@@ -360,8 +361,8 @@ func showRateLimit(log *slog.Logger, r *report) error {
 		r.row("reject mode: LimitedError.Delay, first .. last", fmt.Sprintf("%v .. %v", delays[0].Round(time.Microsecond), delays[len(delays)-1].Round(time.Microsecond)))
 	}
 	r.row("reject mode: retried after waiting its Delay", errText(honoured, "admitted"))
-	r.row(fmt.Sprintf("wait mode (MaxWait %v): %d calls at once: admitted / refused", maxWait, waitCalls), fmt.Sprintf("%d / %d", ws.Admitted, ws.Limited))
-	r.row("wait mode: admitted after queueing for a token", waited)
+	r.row(fmt.Sprintf("wait mode (MaxWait %v): %d calls at once: admitted / refused", maxWait, waitCalls), fmt.Sprintf("%d / %d", wsAdmitted, ws.Rejected))
+	r.row("wait mode: admitted after queueing for a token (Stats.Waited)", ws.Waited)
 	r.row("wait mode: longest wait", longest.Round(time.Millisecond))
 	if d := refusedDelay.Load(); d > 0 {
 		r.row("wait mode: a refused call would have waited", time.Duration(d).Round(time.Millisecond))
@@ -373,7 +374,7 @@ func showRateLimit(log *slog.Logger, r *report) error {
 	r.check("reject mode admitted the burst and limited the rest", admitted >= rateBurst && len(delays) >= 1)
 	r.check("every *LimitedError carries a Delay in (0, 1/Rate]", delaysOK)
 	r.check("a call made after waiting its Delay is admitted", honoured == nil)
-	r.check("wait mode admitted calls beyond the burst by queueing them", ws.Admitted > rateBurst && waited >= 1)
+	r.check("wait mode admitted calls beyond the burst by queueing them", wsAdmitted > rateBurst && waited >= 1 && ws.Waited >= 1)
 	r.check("per tenant: the noisy tenant is limited", keyedRun.noisyOK < keyedRun.noisySent)
 	r.check("per tenant: the quiet tenant is never refused", keyedRun.quietOK == quietCalls)
 	return nil
@@ -507,7 +508,6 @@ func showHedge(log *slog.Logger, r *report) error {
 	if err != nil {
 		return err
 	}
-	var counter hedge.Counter
 	var logged atomic.Bool
 	h, err := hedge.New(hedge.Config{
 		Name:       "replica",
@@ -517,12 +517,11 @@ func showHedge(log *slog.Logger, r *report) error {
 		// slow twice — exactly the p99. A second hedge makes it 1 in 1000.
 		MaxHedges: maxHedges,
 		Budget:    b,
-		Counter:   &counter,
-		OnHedge: func(attempt int) {
-			if logged.CompareAndSwap(false, true) {
-				log.Info("hedge: sent (logged once)", "attempt", attempt, "delay", hedgeDelay)
+		Observer: middleware.Observers(middleware.Log(log), middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+			if e.Kind == middleware.Hedged && logged.CompareAndSwap(false, true) {
+				log.InfoContext(ctx, "hedge: sent (logged once)", "attempt", e.Attempt, "delay", e.Delay)
 			}
-		},
+		})),
 	})
 	if err != nil {
 		return err
@@ -538,7 +537,7 @@ func showHedge(log *slog.Logger, r *report) error {
 	if err != nil {
 		return err
 	}
-	normal := counter.Stats()
+	normal := h.Stats()
 	calls := workers * perWorker
 	normalAttempts := svc.attempts.Load()
 
@@ -552,22 +551,22 @@ func showHedge(log *slog.Logger, r *report) error {
 	if _, err := drive(hedged, workers, degradedPerWorker); err != nil {
 		return err
 	}
-	all := counter.Stats()
+	all := h.Stats()
 	degradedCalls := workers * degradedPerWorker
 	degradedAttempts := svc.attempts.Load()
-	log.Info("hedge: replica degraded, budget holding hedges back", "refused", all.Refused-normal.Refused, "available", b.Available())
+	log.Info("hedge: replica degraded, budget holding hedges back", "refused", all.Rejected-normal.Rejected, "available", b.Stats().Available)
 
 	ms := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
 	r.section(fmt.Sprintf("3. Hedge — a replica answering in 2ms, 1 attempt in 10 in 80ms; %d calls from %d workers", calls, workers))
 	r.row("without hedging: p50 / p95 / p99", fmt.Sprintf("%s / %s / %s", ms(quantile(plain, 0.5)), ms(quantile(plain, 0.95)), ms(quantile(plain, 0.99))))
 	r.row(fmt.Sprintf("hedged after %v (up to %d): p50 / p95 / p99", hedgeDelay, maxHedges), fmt.Sprintf("%s / %s / %s", ms(quantile(fast, 0.5)), ms(quantile(fast, 0.95)), ms(quantile(fast, 0.99))))
-	r.row("hedged: hedges sent / won / refused by the budget", fmt.Sprintf("%d / %d / %d", normal.Hedges, normal.Wins, normal.Refused))
+	r.row("hedged: hedges sent / won / refused by the budget", fmt.Sprintf("%d / %d / %d", normal.Hedged, normal.HedgeWins, normal.Rejected))
 	r.row("hedged: attempts per call", fmt.Sprintf("%.2f", float64(normalAttempts)/float64(calls)))
-	r.row(fmt.Sprintf("degraded (every attempt 40ms), %d calls: hedges sent / refused", degradedCalls), fmt.Sprintf("%d / %d", all.Hedges-normal.Hedges, all.Refused-normal.Refused))
+	r.row(fmt.Sprintf("degraded (every attempt 40ms), %d calls: hedges sent / refused", degradedCalls), fmt.Sprintf("%d / %d", all.Hedged-normal.Hedged, all.Rejected-normal.Rejected))
 	r.row("degraded: attempts per call (3 without a budget)", fmt.Sprintf("%.2f", float64(degradedAttempts)/float64(degradedCalls)))
-	r.check("hedges were sent", normal.Hedges >= 1)
+	r.check("hedges were sent", normal.Hedged >= 1)
 	r.check("hedging lowered the p99", quantile(fast, 0.99) < quantile(plain, 0.99))
-	r.check("the budget refused hedges when the replica degraded", all.Refused > normal.Refused)
+	r.check("the budget refused hedges when the replica degraded", all.Rejected > normal.Rejected)
 	r.check("degraded: fewer than 2 attempts per call", degradedAttempts < 2*int64(degradedCalls))
 	return nil
 }
@@ -679,19 +678,25 @@ func showAdaptive(log *slog.Logger, r *report) error {
 	var mu sync.Mutex
 	var lastLog time.Time
 	var sinceLog int
-	var counter adaptive.Counter
+	throttled := middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+		if e.Kind != middleware.LimitChanged {
+			return
+		}
+		mu.Lock()
+		sinceLog++
+		now, n := time.Now(), sinceLog
+		logNow := now.Sub(lastLog) >= 150*time.Millisecond
+		if logNow {
+			lastLog, sinceLog = now, 0
+		}
+		mu.Unlock() // log outside the lock
+		if logNow {
+			log.InfoContext(ctx, "adaptive: limit changed", "limit", e.Limit, "changes", n, "inflight", svc.inflight.Load())
+		}
+	})
 	l, err := adaptive.New(adaptive.Config{
 		Name: "catalog", Min: 1, Max: 200, Initial: workers,
-		Counter: &counter,
-		OnLimitChange: func(from, to int) {
-			mu.Lock()
-			defer mu.Unlock()
-			sinceLog++
-			if now := time.Now(); now.Sub(lastLog) >= 150*time.Millisecond {
-				log.Info("adaptive: limit changed", "from", from, "to", to, "changes", sinceLog, "inflight", svc.inflight.Load())
-				lastLog, sinceLog = now, 0
-			}
-		},
+		Observer: middleware.Observers(middleware.Log(log), throttled),
 	})
 	if err != nil {
 		return err
@@ -713,7 +718,7 @@ func showAdaptive(log *slog.Logger, r *report) error {
 		if settledWindow == nil && time.Since(start) >= adaptiveFor/2 {
 			settledWindow, samples = svc.window(), samples[:0]
 		}
-		samples = append(samples, l.Limit())
+		samples = append(samples, int(l.Stats().Limit))
 	}
 	tick.Stop()
 	settledRun := settledWindow.end()
@@ -723,15 +728,15 @@ func showAdaptive(log *slog.Logger, r *report) error {
 	}
 	slices.Sort(samples)
 	median := samples[len(samples)/2]
-	stats := counter.Stats()
+	stats := l.Stats()
 
 	r.section(fmt.Sprintf("4. Adaptive — a downstream serving %d calls at once in 2ms, +1ms per call beyond; %d workers", capacity, workers))
 	r.row(fmt.Sprintf("no limit (%v): peak in flight / mean latency / throughput", unlimitedFor), unlimited)
 	r.row(fmt.Sprintf("adaptive, last %v: peak in flight / mean latency / throughput", adaptiveFor/2), settledRun)
 	r.row("adaptive: limit at start / settled (median of last half) / range", fmt.Sprintf("%d / %d / %d..%d", workers, median, samples[0], samples[len(samples)-1]))
 	r.row("adaptive: settled limit ÷ capacity", fmt.Sprintf("%.2f", float64(median)/capacity))
-	r.row("adaptive: limit changes / admitted / rejected", fmt.Sprintf("%d / %d / %d", stats.LimitChanges, stats.Admitted, stats.Rejected))
-	r.check("the limit moved", stats.LimitChanges >= 1)
+	r.row("adaptive: limit changes / rejected", fmt.Sprintf("%d / %d", stats.LimitChanged, stats.Rejected))
+	r.check("the limit moved", stats.LimitChanged >= 1)
 	r.check("calls beyond the limit were rejected", rejected >= 1 && uint64(rejected) == stats.Rejected)
 	// Noise in the latencies pushes a Vegas limit down, never up, so only
 	// the upper bound is checked; the ratio above shows how close it came.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -23,9 +22,21 @@ func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about four seconds")
 	}
-	var out strings.Builder
-	if err := run(slog.New(slog.NewTextHandler(io.Discard, nil)), &out); err != nil {
+	var out, log strings.Builder
+	if err := run(slog.New(slog.NewTextHandler(&log, nil)), &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
+	}
+	// The concerns' per-call events are logged at Debug (issue 14 item
+	// 11): none of them is in the log at the default level.
+	for _, line := range strings.Split(log.String(), "\n") {
+		for _, kind := range []string{"fell-back", "rejected", "waited", "hedged", "limit-changed"} {
+			if strings.Contains(line, " "+kind+`"`) {
+				t.Errorf("per-call event at the default level: %s", line)
+			}
+		}
+	}
+	if n := strings.Count(log.String(), "\n"); n > 30 {
+		t.Errorf("%d log records at the default level, want at most 30:\n%s", n, log.String())
 	}
 	t.Logf("output:\n%s", out.String())
 	for _, title := range []string{"1. Fallback", "2. RateLimit", "3. Hedge", "4. Adaptive"} {

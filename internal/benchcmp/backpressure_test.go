@@ -85,7 +85,7 @@ func backpressureScenarios() []scenario {
 				<-entered
 				tb.Cleanup(func() { close(release); <-done })
 				return braceLimiterCall(l, s)
-			}},
+			}, zeroAlloc: true},
 			{name: "failsafe", build: func(tb testing.TB, s Stage) Stage {
 				bh := bulkhead.New[int](1)
 				if !bh.TryAcquirePermit() {
@@ -105,7 +105,7 @@ var errSemaphoreFull = errors.New("benchcmp: semaphore full")
 var errShed = []error{backpressure.ErrShed, errSemaphoreFull, bulkhead.ErrFull}
 
 func newBraceLimiter(tb testing.TB, capacity int64, mode backpressure.Mode) *backpressure.Limiter {
-	l, err := backpressure.New(capacity, backpressure.Config{Mode: mode})
+	l, err := backpressure.New(backpressure.Config{Capacity: capacity, Mode: mode})
 	must(tb, err)
 	return l
 }

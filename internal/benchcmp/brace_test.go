@@ -20,7 +20,7 @@ func noDelay(int, error) time.Duration { return 0 }
 
 // braceRetry: 3 attempts (the default), delays zeroed.
 func braceRetry(tb testing.TB, s Stage) Stage {
-	mw, err := retry.New[int, int](retry.Config{DelayFunc: noDelay})
+	r, err := retry.New(retry.Config{DelayFunc: noDelay})
 	must(tb, err)
-	return middleware.Apply(s, mw)
+	return middleware.Apply(s, retry.Middleware[int, int](r))
 }

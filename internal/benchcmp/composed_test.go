@@ -3,10 +3,9 @@ package benchcmp
 import (
 	"testing"
 
-	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
-	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/retry"
+	"github.com/brace-go/brace/middleware/stack"
 
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/bulkhead"
@@ -15,7 +14,7 @@ import (
 
 // Composed: retry (3 attempts, no delay) outside a breaker (5 consecutive
 // failures) outside a limit on calls in flight, on the success path, in the
-// order of docs/ordering.md. Run with -cpu 1,2 for the scaling check:
+// order of docs/ordering.md (for Brace, built by stack.Apply). Run with -cpu 1,2 for the scaling check:
 // path=success shows the cost of the state the calls share, on a stage
 // that costs nothing; path=busy, around a stage doing about 150 ns of work,
 // shows whether the chain serialises calls.
@@ -30,11 +29,13 @@ func composedImpls() []impl {
 	return []impl{
 		{name: "direct", build: buildDirect, zeroAlloc: true},
 		{name: "brace", build: func(tb testing.TB, s Stage) Stage {
-			r, err := retry.New[int, int](retry.Config{DelayFunc: noDelay})
+			r, err := retry.New(retry.Config{DelayFunc: noDelay})
 			must(tb, err)
-			return middleware.Apply(s, r,
-				breaker.Middleware[int, int](newBraceBreaker(tb)),
-				backpressure.Middleware[int, int](newBraceLimiter(tb, capacity, backpressure.Shed)))
+			return stack.Apply(s, stack.Layers{
+				Retry:        r,
+				Breaker:      newBraceBreaker(tb),
+				Backpressure: newBraceLimiter(tb, capacity, backpressure.Shed),
+			})
 		}, zeroAlloc: true},
 		{name: "failsafe", build: func(_ testing.TB, s Stage) Stage {
 			// With(a, b, c) is a(b(c(fn))): retry outermost.

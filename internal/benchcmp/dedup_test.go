@@ -21,9 +21,9 @@ func dedupScenarios() []scenario {
 		{path: "uncontended", attempts: 1, seqOnly: true, impls: []impl{
 			{name: "direct", build: buildDirect, zeroAlloc: true},
 			{name: "brace", build: func(tb testing.TB, s Stage) Stage {
-				mw, err := dedup.New[int, int](func(int) string { return "key" }, dedup.Config{})
+				g, err := dedup.New(dedup.Config{})
 				must(tb, err)
-				return middleware.Apply(s, mw)
+				return middleware.Apply(s, dedup.Middleware[int, int](g, func(int) string { return "key" }))
 			}},
 			{name: "singleflight-Do", build: func(_ testing.TB, s Stage) Stage {
 				var g singleflight.Group

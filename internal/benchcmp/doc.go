@@ -24,7 +24,8 @@
 //     goroutines sharing one middleware instance);
 //   - impl: brace, a peer (gobreaker, eapache, backoff, failsafe), or a
 //     baseline (direct, a hand-written loop, x/sync's semaphore or
-//     singleflight, a bare atomic counter, context.WithTimeout).
+//     singleflight, a bare atomic counter, an atomic flag with or without
+//     a count of its refusals, context.WithTimeout).
 //
 // Every implementation decorates the same stage, [Work], and is built once
 // before the timer starts; only calls are timed. The tests of this package
@@ -34,10 +35,13 @@
 //
 // # Running it
 //
-// `task bench:compare` at the repository root runs every benchmark six
-// times, interleaved, and the parallel success paths with -cpu 1,2, and
-// summarises the runs with benchstat and cmd/benchtab; the result is
-// published in docs/performance.md. To run a part by hand:
+// `task bench:compare` at the repository root runs compare.sh in this
+// directory: every benchmark six times, interleaved, and the parallel
+// success paths with -cpu 1,2; it records the machine, the Go version and
+// the load average, and summarises the runs with benchstat and
+// cmd/benchtab, which prints the confidence intervals, marks noisy
+// figures and checks the performance targets. The result is published in
+// docs/performance.md. To run a part by hand:
 //
 //	cd internal/benchcmp
 //	go test -run '^$' -bench 'Breaker/path=closed' -benchmem -count 6

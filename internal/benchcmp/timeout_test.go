@@ -18,9 +18,9 @@ func timeoutScenarios() []scenario {
 		{path: "success", attempts: 1, impls: []impl{
 			{name: "direct", build: buildDirect, zeroAlloc: true},
 			{name: "brace", build: func(tb testing.TB, s Stage) Stage {
-				mw, err := timeout.New[int, int](timeout.Config{Duration: time.Second})
+				to, err := timeout.New(timeout.Config{Duration: time.Second})
 				must(tb, err)
-				return middleware.Apply(s, mw)
+				return middleware.Apply(s, timeout.Middleware[int, int](to))
 			}},
 			{name: "context", build: func(_ testing.TB, s Stage) Stage {
 				return func(ctx context.Context, in int) (int, error) {

@@ -137,12 +137,23 @@ type keyState struct {
 	running []*flight
 }
 
+// How dedup served a call, as its Joined events say (a call that started
+// a shared call has no event: tagFlights counts those).
+const (
+	servedJoined = iota // shared a call already running
+	servedCached        // got a cached result
+	numServed
+)
+
 // harness is the chain under test and a probe between every two layers.
 type harness struct {
 	v     violations
 	ds    downstream
+	dd    *dedup.Group
+	rt    *retry.Retrier
 	b     *breaker.Breaker
 	lim   *backpressure.Limiter
+	to    *timeout.Timeout
 	stage middleware.Stage[request, reply]
 
 	// Callers.
@@ -153,7 +164,7 @@ type harness struct {
 
 	// Dedup: calls served by kind, shared calls, and shared calls that
 	// started while an abandoned one for the same key was still running.
-	served    [4]atomic.Int64
+	served    [numServed]atomic.Int64
 	flights   atomic.Int64
 	overlaps  atomic.Int64
 	abandoned atomic.Int64
@@ -167,7 +178,7 @@ type harness struct {
 	probeCalls, probesIn, maxProbes     atomic.Int64
 
 	// Backpressure and below.
-	shed, shedHook, bpCtx, admitted   atomic.Int64
+	shed, shedEvents, bpCtx, admitted atomic.Int64
 	admittedOK, panics, timeouts      atomic.Int64
 	skipped, skippedRender, otherFail atomic.Int64
 }
@@ -182,43 +193,61 @@ func newHarness(t *testing.T, calls int, seed uint64) *harness {
 			t.Fatal(err)
 		}
 	}
-	dd, err := dedup.New[request, reply](func(r request) int { return r.Key }, dedup.Config{
-		TTL: cacheTTL, MaxEntries: cacheEntries,
-		OnServe: func(s dedup.Served) { h.served[s].Add(1) },
-	})
+	obs := middleware.ObserverFunc(h.observe)
+	var err error
+	h.dd, err = dedup.New(dedup.Config{TTL: cacheTTL, MaxEntries: cacheEntries, Observer: obs})
 	must(err)
 	bud, err := budget.New(budget.Config{Ratio: 0.05, MinPerSecond: 10, Window: time.Second})
 	must(err)
-	rt, err := retry.New[request, reply](retry.Config{
-		MaxAttempts: maxAttempts, BaseDelay: baseDelay, MaxDelay: maxDelay, Budget: bud,
-		OnRetry: func(int, error, time.Duration) { h.retries.Add(1) },
+	h.rt, err = retry.New(retry.Config{
+		MaxAttempts: maxAttempts, BaseDelay: baseDelay, MaxDelay: maxDelay, Budget: bud, Observer: obs,
 	})
 	must(err)
 	h.b, err = breaker.New(breaker.Config{
 		Threshold: threshold, OpenTimeout: openTimeout,
 		HalfOpenProbes: probes, SuccessThreshold: successThreshold,
-		OnStateChange: h.onStateChange,
+		Observer: obs,
 	})
 	must(err)
-	h.lim, err = backpressure.New(capacity, backpressure.Config{
-		OnShed: func(*backpressure.ShedError) { h.shedHook.Add(1) },
-	})
+	h.lim, err = backpressure.New(backpressure.Config{Capacity: capacity, Observer: obs})
 	must(err)
-	to, err := timeout.New[request, reply](timeout.Config{Duration: attemptTimeout})
+	h.to, err = timeout.New(timeout.Config{Duration: attemptTimeout})
 	must(err)
 
 	pipe := pipeline.Then(pipeline.From("lookup", h.ds.lookup), "render", render)
 	down, err := pipe.Stage()
 	must(err)
 	h.stage = middleware.Apply(down,
-		dd, h.tagFlights,
-		rt, h.countAttempts,
+		dedup.Middleware[request, reply](h.dd, func(r request) int { return r.Key }), h.tagFlights,
+		retry.Middleware[request, reply](h.rt), h.countAttempts,
 		breaker.Middleware[request, reply](h.b), h.watchProbes,
 		backpressure.Middleware[request, reply](h.lim), h.countAdmitted,
-		to,
+		timeout.Middleware[request, reply](h.to),
 		middleware.Recover[request, reply](),
 	)
 	return h
+}
+
+// observe is every concern's Observer: it counts the events the checks
+// need, and checks the breaker's transitions.
+func (h *harness) observe(_ context.Context, e middleware.Event) {
+	switch {
+	case e.Concern == "dedup" && e.Kind == middleware.Joined && e.Reason == "":
+		h.served[servedJoined].Add(1)
+	case e.Concern == "dedup" && e.Kind == middleware.Joined && e.Reason == "cache":
+		h.served[servedCached].Add(1)
+	case e.Concern == "retry" && e.Kind == middleware.Retry:
+		h.retries.Add(1)
+	case e.Concern == "breaker" && e.Kind == middleware.StateChanged:
+		h.onStateChange(e.From, e.To)
+	case e.Concern == "backpressure" && e.Kind == middleware.Rejected:
+		h.shedEvents.Add(1)
+	case e.Kind == middleware.Joined, e.Kind == middleware.Retry, e.Kind == middleware.GaveUp,
+		e.Kind == middleware.Rejected:
+		// Counted by Stats, or by the probes.
+	default:
+		h.v.addf("unexpected event %v from %s: %+v", e.Kind, e.Concern, e)
+	}
 }
 
 // tagFlights sits just inside Dedup: each call of it is one shared call.
@@ -274,7 +303,7 @@ func (h *harness) countAttempts(next middleware.Stage[request, reply]) middlewar
 // in flight. A call that finds the breaker half-open when it gets here was
 // admitted as a probe: a call admitted while closed cannot find it
 // half-open, because that takes openTimeout of fake time and none passes
-// while this goroutine runs from Allow to here. A probe may instead find
+// while this goroutine runs from Acquire to here. A probe may instead find
 // the breaker open again (another probe failed) and go uncounted, which
 // only weakens the check. A probe of an earlier half-open period cannot be
 // in flight in a later one: it ends within attemptTimeout, and the next
@@ -295,13 +324,12 @@ func (h *harness) watchProbes(next middleware.Stage[request, reply]) middleware.
 		admitted := false
 		ctx = context.WithValue(ctx, admittedKey{}, &admitted)
 		out, err := next(ctx, in)
-		var shed *backpressure.ShedError
 		switch {
 		case admitted:
-			if errors.As(err, &shed) {
+			if errors.Is(err, backpressure.ErrShed) {
 				h.v.addf("an admitted call was shed: %v", err)
 			}
-		case errors.As(err, &shed):
+		case errors.Is(err, backpressure.ErrShed):
 			h.shed.Add(1)
 		case err != nil && err == ctx.Err():
 			h.bpCtx.Add(1) // backpressure refuses a call whose context has ended
@@ -320,8 +348,8 @@ func (h *harness) countAdmitted(next middleware.Stage[request, reply]) middlewar
 		*ctx.Value(admittedKey{}).(*bool) = true
 		h.admitted.Add(1)
 		h.checks.Add(1)
-		if d := h.lim.Depth(); d > capacity {
-			h.v.addf("backpressure depth %d above capacity %d", d, capacity)
+		if d := h.lim.Stats().InFlight; d > capacity {
+			h.v.addf("backpressure: %d in flight, above capacity %d", d, capacity)
 		}
 		out, err := next(ctx, in)
 		var pe *middleware.PanicError
@@ -346,10 +374,27 @@ func (h *harness) countAdmitted(next middleware.Stage[request, reply]) middlewar
 	}
 }
 
-func (h *harness) onStateChange(from, to breaker.State, _ breaker.Counts) {
+// states maps the names in StateChanged events to the breaker's states.
+var states = map[string]breaker.State{}
+
+func init() {
+	for _, s := range []breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen, breaker.ForcedOpen, breaker.ForcedClosed} {
+		states[s.String()] = s
+	}
+}
+
+// onStateChange checks a StateChanged event. The breaker delivers them in
+// the order they happened, so each starts where the last one ended.
+func (h *harness) onStateChange(fromName, toName string) {
 	h.tmu.Lock()
 	defer h.tmu.Unlock()
 	h.checks.Add(1)
+	from, okFrom := states[fromName]
+	to, okTo := states[toName]
+	if !okFrom || !okTo {
+		h.v.addf("breaker: transition between unknown states %q → %q", fromName, toName)
+		return
+	}
 	if from != h.state {
 		h.v.addf("breaker: transition %v → %v delivered while the last one ended in %v", from, to, h.state)
 	}
@@ -626,15 +671,14 @@ func (h *harness) checkTotals(t *testing.T, calls int) {
 	}
 	eq("calls: successes + failures by cause", sum, int64(calls))
 	eq("calls counted", ld(&h.calls), int64(calls))
-	eq("calls: served by dedup (new + joined + cached) + arrived with an ended context",
-		ld(&h.served[dedup.Executed])+ld(&h.served[dedup.Joined])+ld(&h.served[dedup.Cached])+ld(&h.preEnded), int64(calls))
-	eq("shared calls started = calls dedup served as new", ld(&h.flights), ld(&h.served[dedup.Executed]))
+	eq("calls: served by dedup (shared calls started + joined + cached) + arrived with an ended context",
+		ld(&h.flights)+ld(&h.served[servedJoined])+ld(&h.served[servedCached])+ld(&h.preEnded), int64(calls))
 	le("attempts", ld(&h.attempts), ld(&h.flights)+ld(&h.retries))
 	le("shared calls + retries - abandoned shared calls", ld(&h.flights)+ld(&h.retries)-ld(&h.abandoned), ld(&h.attempts))
 	le("retries", ld(&h.retries), ld(&h.flights)*(maxAttempts-1))
 	eq("attempts = breaker rejections + calls through the breaker", ld(&h.attempts), ld(&h.rejected)+ld(&h.passed))
 	eq("calls reaching backpressure = admitted + shed + ended contexts", ld(&h.passed), ld(&h.admitted)+ld(&h.shed)+ld(&h.bpCtx))
-	eq("OnShed calls = shed calls", ld(&h.shedHook), ld(&h.shed))
+	eq("backpressure Rejected events = shed calls", ld(&h.shedEvents), ld(&h.shed))
 	eq("admitted = successes + failures", ld(&h.admitted),
 		ld(&h.admittedOK)+ld(&h.panics)+ld(&h.timeouts)+ld(&h.skipped)+ld(&h.skippedRender)+ld(&h.otherFail))
 	eq("admitted = downstream calls + calls the pipeline skipped", ld(&h.admitted), ld(&h.ds.calls)+ld(&h.skipped))
@@ -646,6 +690,27 @@ func (h *harness) checkTotals(t *testing.T, calls int) {
 	le("most calls in flight at the downstream", ld(&h.ds.maxIn), capacity)
 	le("most half-open probes in flight", ld(&h.maxProbes), probes)
 	eq("callers answered after their context ended", ld(&h.tooLate), 0)
+
+	// The concerns' Stats agree with their events and with the probes.
+	u := func(v uint64) int64 { return int64(v) }
+	ds := h.dd.Stats()
+	eq("dedup Stats.Joined = Joined events", u(ds.Joined), ld(&h.served[servedJoined]))
+	eq("dedup Stats.CacheHits = Joined events from the cache", u(ds.CacheHits), ld(&h.served[servedCached]))
+	eq("dedup Stats.Rejected", u(ds.Rejected), 0)
+	eq("dedup Stats.InFlight at the end", ds.InFlight, 0)
+	le("dedup Stats.CacheEntries at the end", ds.CacheEntries, cacheEntries)
+	eq("retry Stats.Retries = Retry events", u(h.rt.Stats().Retries), ld(&h.retries))
+	bs := h.b.Stats()
+	eq("breaker Stats.Rejected = attempts rejected by the breaker", u(bs.Rejected), ld(&h.rejected))
+	var transitions int64
+	for _, n := range h.transitions {
+		transitions += int64(n)
+	}
+	eq("breaker Stats.Transitions = StateChanged events", u(bs.Transitions), transitions)
+	ps := h.lim.Stats()
+	eq("backpressure Stats.Rejected = shed calls", u(ps.Rejected), ld(&h.shed))
+	eq("backpressure Stats.InFlight at the end", ps.InFlight, 0)
+	le("timeouts seen below backpressure", ld(&h.timeouts), u(h.to.Stats().TimedOut))
 	if calls >= 10_000 {
 		// Long enough for the weather to open the breaker: the checks
 		// above must have had something to check.
@@ -674,7 +739,7 @@ func (h *harness) report(calls, workers int, seed uint64, wall, fake time.Durati
 		row("outcome: "+n, ld(&h.outcome[i]))
 	}
 	row("caller contexts already ended", ld(&h.preEnded))
-	row("dedup: new / joined / cached", fmt.Sprintf("%d / %d / %d", ld(&h.served[dedup.Executed]), ld(&h.served[dedup.Joined]), ld(&h.served[dedup.Cached])))
+	row("dedup: new / joined / cached", fmt.Sprintf("%d / %d / %d", ld(&h.flights), ld(&h.served[servedJoined]), ld(&h.served[servedCached])))
 	row("dedup: shared calls abandoned by every caller", ld(&h.abandoned))
 	row("dedup: shared calls started beside an abandoned one", ld(&h.overlaps))
 	row("retry: attempts / retries", fmt.Sprintf("%d / %d", ld(&h.attempts), ld(&h.retries)))

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/brace-go/brace/middleware"
@@ -14,26 +14,29 @@ import (
 
 // ErrLimitExceeded is returned, without running the stage, when a call
 // arrives while as many calls are in flight as the current limit allows.
-// It is a plain sentinel so that shedding under overload allocates nothing.
-// Its Retryable method reports false (Retry's classification contract): it
-// means "send less", and an immediate retry would defeat it.
+// It is a plain sentinel, so shedding under overload allocates nothing.
+// It has the methods Retryable() bool, reporting false (it means "send
+// less", and an immediate retry would defeat it), and Rejected() bool,
+// reporting true (the call never reached the downstream, so a circuit
+// breaker does not count it as the downstream's failure).
 var ErrLimitExceeded error = limitExceeded{}
 
 type limitExceeded struct{}
 
-func (limitExceeded) Error() string   { return "adaptive: limit exceeded" }
+func (limitExceeded) Error() string { return "adaptive: limit exceeded" }
+
+// Retryable reports false: retrying at once defeats the limit.
 func (limitExceeded) Retryable() bool { return false }
 
-// Rejected reports true: the call never reached the downstream, so a
-// circuit breaker around the limiter does not count it as the downstream's
-// failure (breaker.DefaultClassify ignores it).
+// Rejected reports true: the call was refused before it reached the
+// downstream.
 func (limitExceeded) Rejected() bool { return true }
 
 // Defaults for the zero [Config].
 const (
-	DefaultMin     = 1
-	DefaultMax     = 1000
-	DefaultInitial = 20
+	defaultMin     = 1
+	defaultMax     = 1000
+	defaultInitial = 20
 )
 
 // minWindow is the fewest latency samples one limit update is based on.
@@ -45,54 +48,40 @@ const probeEvery = 50
 // firstProbe is the number of updates before the first probe.
 const firstProbe = 5
 
-// Config configures a [Limiter]. The zero value is ready to use.
+// Config configures a [Limiter]. The zero value is ready to use: a limit
+// between 1 and 1000 that starts at 20, with no observer.
 type Config struct {
-	// Min and Max bound the limit. Zero means DefaultMin (1) and
-	// DefaultMax (1000). Min must be at least 1 and at most Max.
+	// Name names the limiter in its events.
+	Name string
+
+	// Min and Max bound the limit. Zero means 1 and 1000. Min must be
+	// at least 1 and at most Max.
 	Min, Max int
 
 	// Initial is the limit before anything has been measured. Zero means
-	// DefaultInitial (20), moved into [Min, Max] if it falls outside.
+	// 20, moved into [Min, Max] if it falls outside.
 	Initial int
 
-	// OnLimitChange, if set, is called with the old and the new limit each
-	// time the enforced limit changes. It is called outside any lock.
-	OnLimitChange func(from, to int)
-
-	// OnReject, if set, is called with the current limit each time a call
-	// is rejected. It is called outside any lock.
-	OnReject func(limit int)
-
-	// Logger, if set, receives a Debug record "adaptive: limit changed"
-	// with the attributes "from", "to", "latency" (the window's mean) and
-	// "name" each time the limit changes. Nil means silent.
-	Logger *slog.Logger
-
-	// Name, if not empty, is added to log records as "name".
-	Name string
-
-	// Counter, if set, counts admitted and rejected calls and limit
-	// changes (see [Counter]). Nil means no counting.
-	Counter *Counter
+	// Observer receives the limiter's events (see docs/adaptive.md):
+	// LimitChanged and Rejected. Nil means none.
+	Observer middleware.Observer
 }
 
 // Limiter is an adaptive concurrency limit: it admits calls while fewer
-// than Limit() are in flight, and moves the limit with the latency it
+// than the limit are in flight, and moves the limit with the latency it
 // observes. Build it with [New] and apply it with [Middleware], or use
-// [Limiter.Acquire] and [Permit.Release] directly. One Limiter guards
+// [Limiter.Acquire] and [Permit.Done] directly. One Limiter guards
 // stages of any types; it is safe for concurrent use.
 type Limiter struct {
-	min, max      float64
-	onLimitChange func(from, to int)
-	onReject      func(int)
-	logger        *slog.Logger
-	name          string
-	counter       *Counter
+	min, max float64
+	obs      middleware.Observer
+	name     string
 
 	mu       sync.Mutex
 	estimate float64 // the limit the algorithm has arrived at
 	limit    int     // the limit enforced now: the estimate, or less while probing
 	inflight int
+	rejected uint64
 
 	// the current window
 	samples, peak int
@@ -104,16 +93,23 @@ type Limiter struct {
 	// probeStart is when the current probe began; only calls admitted
 	// after it measure the latency at the reduced limit.
 	probeStart time.Time
+
+	// reported is the limit last reported (LimitChanged), changes how
+	// many times it changed; guarded by mu. reporting is set while one
+	// goroutine reports (see report).
+	reported  int
+	changes   uint64
+	reporting atomic.Bool
 }
 
 // New returns a Limiter for cfg, or an error naming the first invalid
 // field.
 func New(cfg Config) (*Limiter, error) {
 	if cfg.Min == 0 {
-		cfg.Min = DefaultMin
+		cfg.Min = defaultMin
 	}
 	if cfg.Max == 0 {
-		cfg.Max = DefaultMax
+		cfg.Max = defaultMax
 	}
 	switch {
 	case cfg.Min < 1:
@@ -124,109 +120,120 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, fmt.Errorf("adaptive: Initial must not be negative, got %d", cfg.Initial)
 	}
 	if cfg.Initial == 0 {
-		cfg.Initial = min(max(DefaultInitial, cfg.Min), cfg.Max)
+		cfg.Initial = min(max(defaultInitial, cfg.Min), cfg.Max)
 	}
 	if cfg.Initial < cfg.Min || cfg.Initial > cfg.Max {
 		return nil, fmt.Errorf("adaptive: Initial must be between Min (%d) and Max (%d), got %d", cfg.Min, cfg.Max, cfg.Initial)
 	}
 	return &Limiter{
-		min:           float64(cfg.Min),
-		max:           float64(cfg.Max),
-		onLimitChange: cfg.OnLimitChange,
-		onReject:      cfg.OnReject,
-		logger:        cfg.Logger,
-		name:          cfg.Name,
-		counter:       cfg.Counter,
-		estimate:      float64(cfg.Initial),
-		limit:         cfg.Initial,
+		min:      float64(cfg.Min),
+		max:      float64(cfg.Max),
+		obs:      cfg.Observer,
+		name:     cfg.Name,
+		estimate: float64(cfg.Initial),
+		limit:    cfg.Initial,
+		reported: cfg.Initial,
 		// The first probe comes early: the first windows may all have
 		// been measured above capacity, giving no true baseline.
 		updates: probeEvery - firstProbe,
 	}, nil
 }
 
-// Limit returns the limit enforced now.
-func (l *Limiter) Limit() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.limit
-}
-
-// Inflight returns the number of calls admitted and not yet released.
-func (l *Limiter) Inflight() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.inflight
-}
-
-// A Permit is one admitted call. Release it exactly once.
+// A Permit is one admitted call's slot. Finish it with [Permit.Done]
+// exactly once; Done zeroes the Permit, so a second Done on the same
+// Permit does nothing. The zero Permit holds nothing.
 type Permit struct {
 	l     *Limiter
 	start time.Time
 }
 
 // Acquire admits one call, or returns [ErrLimitExceeded] if the limit is
-// reached, or ctx.Err() if ctx has ended. It never waits: an adaptive limit
-// sheds load rather than queue it.
+// reached, or ctx.Err() if ctx has ended (even with room under the limit).
+// It never waits: an adaptive limit sheds load rather than queue it. On
+// success, finish the returned Permit with [Permit.Done].
 func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if err := ctx.Err(); err != nil {
 		return Permit{}, err
 	}
 	l.mu.Lock()
 	if l.inflight >= l.limit {
-		limit := l.limit
+		l.rejected++
+		inflight, limit := l.inflight, l.limit
 		l.mu.Unlock()
-		if l.counter != nil {
-			l.counter.rejected.Add(1)
-		}
-		if l.onReject != nil {
-			l.onReject(limit)
+		if l.obs != nil {
+			middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Rejected, Concern: "adaptive", Name: l.name,
+				Reason: "limit", InFlight: int64(inflight), Limit: int64(limit), Err: ErrLimitExceeded})
 		}
 		return Permit{}, ErrLimitExceeded
 	}
 	l.inflight++
 	l.peak = max(l.peak, l.inflight)
 	l.mu.Unlock()
-	if l.counter != nil {
-		l.counter.admitted.Add(1)
-	}
 	return Permit{l: l, start: time.Now()}, nil
 }
 
-// Release ends the call. With sample true, its latency feeds the limit;
-// pass false for calls whose latency says nothing about the downstream's
-// load: failures that return early, cancellations, panics. Releasing a
-// zero Permit does nothing.
-func (p Permit) Release(sample bool) {
-	l := p.l
+// Done ends the call and gives its slot back. err is the work's outcome:
+// only a success (nil) is a latency sample; a failure, a cancellation or a
+// panic says nothing about the downstream's latency under load (a fast
+// failure would look like spare capacity). Done on a zero or finished
+// Permit does nothing. Copies of one Permit share its slot: finish only
+// one of them.
+func (p *Permit) Done(err error) {
+	l, start := p.l, p.start
 	if l == nil {
 		return
 	}
+	*p = Permit{}
 	var rtt time.Duration
-	if sample {
-		rtt = time.Since(p.start)
+	if err == nil {
+		rtt = time.Since(start)
 	}
 	l.mu.Lock()
 	l.inflight--
-	if !sample {
-		l.mu.Unlock()
-		return
-	}
-	from, to, mean, changed := l.record(p.start, rtt)
+	changed := err == nil && l.record(start, rtt)
 	l.mu.Unlock()
 	if changed {
-		if l.counter != nil {
-			l.counter.changes.Add(1)
+		l.report()
+	}
+}
+
+// report reports the limit if it differs from the limit last reported.
+// One goroutine reports at a time, and it reports until the reported limit
+// is the one in force, so the observer sees the limits in the order they
+// were set and the last event carries the limit in force; changes made
+// while one is being reported may be reported together, as one event. A
+// goroutine finding a report under way leaves it to that one, so an
+// observer may call back into the limiter.
+func (l *Limiter) report() {
+	for l.unreported() {
+		if !l.reporting.CompareAndSwap(false, true) {
+			return // the goroutine reporting will see this change
 		}
-		if l.onLimitChange != nil {
-			l.onLimitChange(from, to)
+		l.reportAll()
+	}
+}
+
+func (l *Limiter) unreported() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limit != l.reported
+}
+
+func (l *Limiter) reportAll() {
+	defer l.reporting.Store(false)
+	for {
+		l.mu.Lock()
+		limit := l.limit
+		if limit == l.reported {
+			l.mu.Unlock()
+			return
 		}
-		if l.logger != nil {
-			attrs := []slog.Attr{slog.Int("from", from), slog.Int("to", to), slog.Duration("latency", mean)}
-			if l.name != "" {
-				attrs = append(attrs, slog.String("name", l.name))
-			}
-			l.logger.LogAttrs(context.Background(), slog.LevelDebug, "adaptive: limit changed", attrs...)
+		l.reported = limit
+		l.changes++
+		l.mu.Unlock()
+		if l.obs != nil {
+			middleware.Emit(context.Background(), l.obs, middleware.Event{Kind: middleware.LimitChanged, Concern: "adaptive", Name: l.name,
+				Limit: int64(limit)})
 		}
 	}
 }
@@ -248,20 +255,20 @@ func (p Permit) Release(sample bool) {
 // limit is set to half the calls in flight for one window and the
 // baseline is replaced by the mean latency of the calls admitted under the
 // halved limit, as BBR's ProbeRTT does.
-func (l *Limiter) record(start time.Time, rtt time.Duration) (from, to int, mean time.Duration, changed bool) {
+func (l *Limiter) record(start time.Time, rtt time.Duration) (changed bool) {
 	if l.probing && start.Before(l.probeStart) {
-		return 0, 0, 0, false // admitted under the full limit: not a no-load sample
+		return false // admitted under the full limit: not a no-load sample
 	}
 	l.samples++
 	l.sum += rtt
 	if l.samples < max(minWindow, l.limit) {
-		return 0, 0, 0, false
+		return false
 	}
-	mean = l.sum / time.Duration(l.samples)
+	mean := l.sum / time.Duration(l.samples)
 	peak := l.peak
 	l.samples, l.sum, l.peak = 0, 0, l.inflight
 
-	from = l.limit
+	from := l.limit
 	switch {
 	case l.probing:
 		l.probing = false
@@ -282,7 +289,7 @@ func (l *Limiter) record(start time.Time, rtt time.Duration) (from, to int, mean
 		// Halve what is really in use, which may be far below the limit.
 		l.limit = max(int(l.min), min(l.limit, peak)/2)
 	}
-	return from, l.limit, mean, l.limit != from
+	return l.limit != from
 }
 
 func (l *Limiter) vegas(limit float64, mean time.Duration, peak int) float64 {
@@ -304,29 +311,37 @@ func (l *Limiter) vegas(limit float64, mean time.Duration, peak int) float64 {
 	return min(max(limit, l.min), l.max)
 }
 
-// Middleware returns a middleware that admits each call through l, and
-// returns [ErrLimitExceeded] or the context error without running the
-// stage otherwise. Only successful calls are latency samples; failures,
-// cancellations and panics release their slot without one. A nil l makes
-// every call fail with an error rather than run unlimited.
+// Middleware returns a middleware that admits each call through l, as
+// [Limiter.Acquire] does, and returns [ErrLimitExceeded] or the context's
+// error without running the stage otherwise. The slot is given back when
+// the stage returns, with its error, as [Permit.Done] does: only
+// successful calls are latency samples; failures, cancellations and
+// panics give their slot back without one.
+//
+// It panics if l is nil (most often New's ignored error).
 func Middleware[In, Out any](l *Limiter) middleware.Middleware[In, Out] {
+	if l == nil {
+		panic("adaptive: nil *Limiter (was New's error ignored?)")
+	}
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
-		next = middleware.Apply(next)
 		return func(ctx context.Context, in In) (out Out, err error) {
-			if l == nil {
-				return out, errNilLimiter
-			}
 			p, err := l.Acquire(ctx)
 			if err != nil {
 				return out, err
 			}
-			ok := false
-			defer func() { p.Release(ok) }()
+			returned := false
+			defer func() {
+				if !returned {
+					p.Done(errPanicked) // the stage panicked or called runtime.Goexit
+				}
+			}()
 			out, err = next(ctx, in)
-			ok = err == nil
+			returned = true
+			p.Done(err)
 			return out, err
 		}
 	}
 }
 
-var errNilLimiter = errors.New("adaptive: nil limiter")
+// errPanicked finishes the permit of a stage that did not return.
+var errPanicked = errors.New("adaptive: stage did not return")

@@ -1,10 +1,10 @@
 package adaptive_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
+	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
 
 	"github.com/brace-go/brace/internal/testenv"
@@ -36,7 +37,7 @@ func TestNew(t *testing.T) {
 	tests := []struct {
 		name      string
 		cfg       adaptive.Config
-		wantLimit int
+		wantLimit int64
 		wantErr   string
 	}{
 		{"zero value", adaptive.Config{}, 20, ""},
@@ -59,16 +60,21 @@ func TestNew(t *testing.T) {
 			if gotErr != tt.wantErr {
 				t.Fatalf("New() error = %q, want %q", gotErr, tt.wantErr)
 			}
-			if err == nil && l.Limit() != tt.wantLimit {
-				t.Errorf("Limit() = %d, want %d", l.Limit(), tt.wantLimit)
+			if err == nil {
+				if diff := cmp.Diff(adaptive.Stats{Limit: tt.wantLimit}, l.Stats()); diff != "" {
+					t.Errorf("Stats (-want +got):\n%s", diff)
+				}
+			}
+			if err != nil && l != nil {
+				t.Errorf("New returned a Limiter with error %v", err)
 			}
 		})
 	}
 }
 
 func TestRejectsAtLimit(t *testing.T) {
-	var rejected []int
-	l := mustNew(t, adaptive.Config{Initial: 3, OnReject: func(limit int) { rejected = append(rejected, limit) }})
+	rec := &recorder{}
+	l := mustNew(t, adaptive.Config{Name: "api", Initial: 3, Observer: rec})
 	ctx := context.Background()
 	var permits []adaptive.Permit
 	for range 3 {
@@ -78,45 +84,86 @@ func TestRejectsAtLimit(t *testing.T) {
 		}
 		permits = append(permits, p)
 	}
-	_, err := l.Acquire(ctx)
-	if !errors.Is(err, adaptive.ErrLimitExceeded) {
+	p, err := l.Acquire(ctx)
+	if err != adaptive.ErrLimitExceeded {
 		t.Errorf("Acquire at the limit = %v, want ErrLimitExceeded", err)
 	}
-	var r interface{ Retryable() bool }
-	if !errors.As(err, &r) || r.Retryable() {
-		t.Errorf("ErrLimitExceeded must report Retryable() false, got %v", r)
+	if p != (adaptive.Permit{}) {
+		t.Errorf("a refused Acquire returned a non-zero Permit %+v", p)
 	}
-	permits[0].Release(false)
+	permits[0].Done(errors.New("failed")) // not a sample
 	if _, err := l.Acquire(ctx); err != nil {
-		t.Errorf("Acquire after a release = %v, want nil", err)
+		t.Errorf("Acquire after a Done = %v, want nil", err)
 	}
-	if diff := cmp.Diff([]int{3}, rejected); diff != "" {
-		t.Errorf("OnReject (-want +got):\n%s", diff)
+	want := []middleware.Event{{Kind: middleware.Rejected, Concern: "adaptive", Name: "api", Reason: "limit",
+		InFlight: 3, Limit: 3, Err: adaptive.ErrLimitExceeded}}
+	if diff := cmp.Diff(want, rec.events(), cmpopts.EquateErrors()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	if got := l.Inflight(); got != 3 {
-		t.Errorf("Inflight() = %d, want 3", got)
+	if diff := cmp.Diff(adaptive.Stats{InFlight: 3, Limit: 3, Rejected: 1}, l.Stats()); diff != "" {
+		t.Errorf("Stats (-want +got):\n%s", diff)
 	}
-	adaptive.Permit{}.Release(true) // a zero Permit is a no-op
 }
 
+// Done zeroes the Permit: finishing it twice gives one slot back, and a
+// zero Permit holds nothing.
+func TestPermitDoneTwice(t *testing.T) {
+	l := mustNew(t, adaptive.Config{Initial: 2})
+	a, err := l.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Done(nil)
+	a.Done(nil)
+	if a != (adaptive.Permit{}) {
+		t.Errorf("Permit after Done = %+v, want zero", a)
+	}
+	if got := l.Stats().InFlight; got != 1 {
+		t.Errorf("InFlight after Done twice on one of two permits = %d, want 1", got)
+	}
+	var zero adaptive.Permit
+	zero.Done(nil)
+	b.Done(nil)
+	if got := l.Stats().InFlight; got != 0 {
+		t.Errorf("InFlight = %d, want 0", got)
+	}
+}
+
+// Issue 14 item 9: a context that has already ended gets ctx.Err(), even
+// with room under the limit; nothing runs and nothing is taken or counted.
 func TestAcquireEndedContext(t *testing.T) {
-	l := mustNew(t, adaptive.Config{})
+	rec := &recorder{}
+	l := mustNew(t, adaptive.Config{Observer: rec})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := l.Acquire(ctx); !errors.Is(err, context.Canceled) {
+	if _, err := l.Acquire(ctx); err != context.Canceled {
 		t.Errorf("Acquire(cancelled) = %v, want context.Canceled", err)
 	}
-	if l.Inflight() != 0 {
-		t.Errorf("a cancelled caller took a slot")
+	ran := false
+	s := middleware.Apply(func(context.Context, int) (int, error) { ran = true; return 0, nil }, adaptive.Middleware[int, int](l))
+	if _, err := s(ctx, 0); err != context.Canceled {
+		t.Errorf("stage(cancelled) = %v, want context.Canceled", err)
+	}
+	if ran {
+		t.Error("the stage ran for an ended context")
+	}
+	if diff := cmp.Diff(adaptive.Stats{Limit: 20}, l.Stats()); diff != "" {
+		t.Errorf("Stats (-want +got):\n%s", diff)
+	}
+	if got := rec.events(); len(got) != 0 {
+		t.Errorf("events = %v, want none", got)
 	}
 }
 
-// Failures and panics give their slot back, and are not latency samples:
-// a stream of fast failures must not move the limit.
+// Failures, panics and goroutine exits give their slot back, and are not
+// latency samples: a stream of fast failures must not move the limit.
 func TestMiddlewareReleases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var changes atomic.Int64
-		l := mustNew(t, adaptive.Config{Initial: 2, OnLimitChange: func(int, int) { changes.Add(1) }})
+		l := mustNew(t, adaptive.Config{Initial: 2})
 		errBoom := errors.New("boom")
 		fail := middleware.Apply(func(context.Context, int) (int, error) { return 0, errBoom }, adaptive.Middleware[int, int](l))
 		for range 1000 {
@@ -125,24 +172,48 @@ func TestMiddlewareReleases(t *testing.T) {
 			}
 		}
 		boom := middleware.Apply(func(context.Context, int) (int, error) { panic("boom") }, adaptive.Middleware[int, int](l))
-		func() {
-			defer func() {
-				if r := recover(); r != "boom" {
-					t.Errorf("recovered %v, want the stage's panic", r)
-				}
+		for range 100 {
+			func() {
+				defer func() {
+					if r := recover(); r != "boom" {
+						t.Errorf("recovered %v, want the stage's panic", r)
+					}
+				}()
+				_, _ = boom(context.Background(), 0)
 			}()
-			_, _ = boom(context.Background(), 0)
+		}
+		exit := middleware.Apply(func(context.Context, int) (int, error) { runtime.Goexit(); return 0, nil }, adaptive.Middleware[int, int](l))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			exit(context.Background(), 0)
 		}()
-		if got := []int{l.Inflight(), l.Limit(), int(changes.Load())}; !slices.Equal(got, []int{0, 2, 0}) {
-			t.Errorf("[inflight, limit, changes] = %v, want [0 2 0]", got)
+		<-done
+		if diff := cmp.Diff(adaptive.Stats{Limit: 2}, l.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
 	})
 }
 
-func TestNilLimiter(t *testing.T) {
-	s := middleware.Apply(func(context.Context, int) (int, error) { return 1, nil }, adaptive.Middleware[int, int](nil))
-	if _, err := s(context.Background(), 0); err == nil || err.Error() != "adaptive: nil limiter" {
-		t.Errorf("call = %v, want adaptive: nil limiter", err)
+func TestMiddlewarePanicsOnNil(t *testing.T) {
+	defer func() {
+		if diff := cmp.Diff("adaptive: nil *Limiter (was New's error ignored?)", recover()); diff != "" {
+			t.Errorf("panic value (-want +got):\n%s", diff)
+		}
+	}()
+	adaptive.Middleware[int, int](nil)
+}
+
+func TestErrorContract(t *testing.T) {
+	var c interface {
+		Retryable() bool
+		Rejected() bool
+	}
+	if !errors.As(fmt.Errorf("get: %w", adaptive.ErrLimitExceeded), &c) || c.Retryable() || !c.Rejected() {
+		t.Errorf("ErrLimitExceeded must report Retryable() false and Rejected() true, got %v", c)
+	}
+	if got := adaptive.ErrLimitExceeded.Error(); !strings.HasPrefix(got, "adaptive: ") {
+		t.Errorf("%q does not start with the package name", got)
 	}
 }
 
@@ -183,9 +254,9 @@ func TestConvergence(t *testing.T) {
 					d.base = ph.base // no call is in flight between phases
 					ctx, cancel := context.WithTimeout(context.Background(), ph.run)
 					start, last := time.Now(), i == len(tt.phases)-1
-					load(ctx, t, s, l, 60, 10*time.Millisecond, 250*time.Millisecond, func(limit int) {
+					load(ctx, t, s, l, 60, 10*time.Millisecond, 250*time.Millisecond, func(limit int64) {
 						if last && time.Since(start) >= tt.settle {
-							judged = append(judged, limit)
+							judged = append(judged, int(limit))
 						}
 					})
 					cancel()
@@ -258,24 +329,22 @@ func TestConcurrentInvariants(t *testing.T) {
 		if admitted.Load() == 0 || rejected.Load() == 0 {
 			t.Errorf("admitted %d, rejected %d: the test did not exercise both", admitted.Load(), rejected.Load())
 		}
-		if n := l.Inflight(); n != 0 {
-			t.Errorf("Inflight() = %d after all calls, want 0", n)
+		st := l.Stats()
+		if st.InFlight != 0 {
+			t.Errorf("InFlight = %d after all calls, want 0", st.InFlight)
+		}
+		if st.Rejected != uint64(rejected.Load()) {
+			t.Errorf("Stats().Rejected = %d, want the %d rejected calls", st.Rejected, rejected.Load())
 		}
 	})
 }
 
-func TestHooksAndLogger(t *testing.T) {
+// With no queueing the limit grows by one per window, and each change is
+// one LimitChanged event carrying the new limit, counted in Stats.
+func TestLimitChangedEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf bytes.Buffer
-		logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}}))
-		type change struct{ From, To int }
-		var changes []change
-		l := mustNew(t, adaptive.Config{Initial: 1, Logger: logger, OnLimitChange: func(from, to int) { changes = append(changes, change{from, to}) }})
+		rec := &recorder{}
+		l := mustNew(t, adaptive.Config{Name: "api", Initial: 1, Observer: rec})
 		// One caller, 10ms per call: no queueing, so each window of 10
 		// samples raises the limit by 1 — but only while the caller uses at
 		// least half of it: the limit does not grow past twice the demand.
@@ -285,25 +354,30 @@ func TestHooksAndLogger(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(10 * time.Millisecond)
-			p.Release(true)
+			p.Done(nil)
 		}
-		if diff := cmp.Diff([]change{{1, 2}, {2, 3}}, changes); diff != "" {
-			t.Errorf("OnLimitChange (-want +got):\n%s", diff)
+		want := []middleware.Event{
+			{Kind: middleware.LimitChanged, Concern: "adaptive", Name: "api", Limit: 2},
+			{Kind: middleware.LimitChanged, Concern: "adaptive", Name: "api", Limit: 3},
 		}
-		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-		want := `level=DEBUG msg="adaptive: limit changed" from=1 to=2 latency=10ms`
-		if len(lines) != 2 || lines[0] != want {
-			t.Errorf("log lines = %q, want 2 starting with %q", lines, want)
+		if diff := cmp.Diff(want, rec.events(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(adaptive.Stats{Limit: 3, LimitChanged: 2}, l.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
 	})
 }
 
+// The admitted path and, with no observer, the rejected path allocate
+// nothing.
 func TestAllocs(t *testing.T) {
 	if testenv.RaceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
 	ctx := context.Background()
-	l := mustNew(t, adaptive.Config{})
+	obs := middleware.ObserverFunc(func(context.Context, middleware.Event) {})
+	l := mustNew(t, adaptive.Config{Observer: obs})
 	full := mustNew(t, adaptive.Config{Min: 1, Max: 1, Initial: 1})
 	_, _ = full.Acquire(ctx)
 	ok := middleware.Apply(func(_ context.Context, in int) (int, error) { return in, nil }, adaptive.Middleware[int, int](l))
@@ -312,12 +386,13 @@ func TestAllocs(t *testing.T) {
 		name string
 		f    func()
 	}{
-		{"Acquire+Release", func() {
+		{"Acquire+Done", func() {
 			p, _ := l.Acquire(ctx)
-			p.Release(true)
+			p.Done(nil)
 		}},
 		{"Middleware", func() { _, _ = ok(ctx, 1) }},
 		{"rejected", func() { _, _ = shed(ctx, 1) }},
+		{"rejected Acquire", func() { _, _ = full.Acquire(ctx) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if n := testing.AllocsPerRun(1000, tt.f); n != 0 {

@@ -46,30 +46,47 @@ func BenchmarkMutexCounter(b *testing.B) {
 }
 
 func BenchmarkMiddleware(b *testing.B) {
-	l, _ := adaptive.New(adaptive.Config{Initial: 1000})
-	s := middleware.Apply(direct, adaptive.Middleware[int, int](l))
 	ctx := context.Background()
-	b.Run("admitted", func(b *testing.B) {
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			sink, _ = s(ctx, i)
-		}
-	})
-	b.Run("admitted-parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for i := 0; pb.Next(); i++ {
+	for _, bc := range []struct {
+		name string
+		obs  middleware.Observer
+	}{
+		{"", nil},
+		{"observer=noop/", middleware.ObserverFunc(func(context.Context, middleware.Event) {})},
+	} {
+		l, _ := adaptive.New(adaptive.Config{Initial: 1000, Observer: bc.obs})
+		s := middleware.Apply(direct, adaptive.Middleware[int, int](l))
+		b.Run(bc.name+"admitted", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
 				sink, _ = s(ctx, i)
 			}
 		})
-	})
-	full, _ := adaptive.New(adaptive.Config{Min: 1, Max: 1, Initial: 1})
-	_, _ = full.Acquire(ctx)
-	shed := middleware.Apply(direct, adaptive.Middleware[int, int](full))
-	b.Run("rejected", func(b *testing.B) {
+		b.Run(bc.name+"admitted-parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					sink, _ = s(ctx, i)
+				}
+			})
+		})
+		full, _ := adaptive.New(adaptive.Config{Min: 1, Max: 1, Initial: 1, Observer: bc.obs})
+		_, _ = full.Acquire(ctx)
+		shed := middleware.Apply(direct, adaptive.Middleware[int, int](full))
+		b.Run(bc.name+"rejected", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				sink, _ = shed(ctx, i)
+			}
+		})
+	}
+	b.Run("acquire+done", func(b *testing.B) {
+		l, _ := adaptive.New(adaptive.Config{Initial: 1000})
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			sink, _ = shed(ctx, i)
+			p, _ := l.Acquire(ctx)
+			sink, _ = direct(ctx, i)
+			p.Done(nil)
 		}
 	})
 }

@@ -1,11 +1,22 @@
 // Package adaptive is a concurrency limit that finds itself: it admits
-// calls while fewer than Limit() are in flight, sheds the rest at once with
-// [ErrLimitExceeded], and moves the limit with the latency it observes, so
-// that it settles near what the downstream can serve without queueing.
+// calls while fewer than the limit are in flight, sheds the rest at once
+// with [ErrLimitExceeded], and moves the limit with the latency it
+// observes, so that it settles near what the downstream can serve without
+// queueing.
 //
-//	l, err := adaptive.New(adaptive.Config{Min: 5, Max: 500})
+//	l, err := adaptive.New(adaptive.Config{Name: "search", Min: 5, Max: 500, Observer: obs})
 //	...
 //	call := middleware.Apply(call, adaptive.Middleware[Req, Resp](l))
+//
+// Work that is not a stage takes a [Permit] with [Limiter.Acquire] and
+// finishes it with [Permit.Done], passing the work's error:
+//
+//	p, err := l.Acquire(ctx)
+//	if err != nil {
+//		return err // adaptive.ErrLimitExceeded, or ctx.Err()
+//	}
+//	err = work()
+//	p.Done(err) // only a success is a latency sample
 //
 // Backpressure needs a capacity chosen in advance; the right number moves
 // with the downstream's health, its other clients and its deployments. An
@@ -26,8 +37,8 @@
 // So that B can rise when a downstream becomes slower for good, the
 // limiter probes: after the first 5 windows and then every 50, it admits
 // only half of the calls in flight for one window and takes the mean latency
-// of the calls admitted during it as the new B (BBR's ProbeRTT). Limit()
-// shows the halved limit while a probe runs.
+// of the calls admitted during it as the new B (BBR's ProbeRTT).
+// Stats().Limit shows the halved limit while a probe runs.
 //
 // Only successful calls are samples: a failure, a cancellation or a panic
 // gives its slot back but says nothing about the latency under load (a
@@ -41,35 +52,39 @@
 //
 // # Defaults and zero value
 //
-// The zero [Config] means Min 1, Max 1000, Initial 20. [New] rejects
-// invalid fields, for example "adaptive: Max must be at least Min (10),
-// got 5". A zero Limiter is not usable.
+// The zero [Config] means Min 1, Max 1000, Initial 20 and no observer.
+// [New] rejects invalid fields with an error naming them, for example
+// "adaptive: Max must be at least Min (10), got 5". A zero Limiter is not
+// usable.
 //
-// # Observability
+// # Observing
 //
-// OnLimitChange is called with the old and new enforced limit, and
-// OnReject with the limit at each rejection, both outside the lock. A
-// Logger receives a Debug record "adaptive: limit changed" with "from",
-// "to", "latency" and, when Config.Name is set, "name" at each change (all
-// of Brace's events are listed in docs/observability.md). A [Counter] set
-// as Config.Counter counts admitted and rejected calls and limit changes;
-// [Counter.Stats] returns a snapshot, and package otelbrace publishes it
-// with the gauges [Limiter.Limit] and [Limiter.Inflight] as OpenTelemetry
-// metrics.
+// Config.Observer receives a [middleware.LimitChanged] event (Limit set)
+// each time the enforced limit changes, and a [middleware.Rejected] event
+// (Reason "limit", InFlight, Limit) for each refused call;
+// docs/adaptive.md lists their fields. No observer is called while the
+// limiter's lock is held: an observer may call back into the Limiter. The
+// limit changes are reported in order by one goroutine at a time, so the
+// last event carries the limit in force; changes made while one is being
+// reported may arrive as one event. [Limiter.Stats] returns the calls in
+// flight, the limit, and the counts of rejections and reported limit
+// changes.
+//
+// # Errors
+//
+// [ErrLimitExceeded] is a plain sentinel, so a rejection allocates nothing.
+// It has a method Rejected() bool that reports true (a circuit breaker
+// does not count it) and a method Retryable() bool that reports false
+// (retrying at once defeats the limit).
 //
 // # Concurrency
 //
 // A Limiter is safe for concurrent use and may guard stages of any types.
-// [Limiter.Acquire] and [Permit.Release] are the two-step form for code that
-// is not a stage; a Permit must be released exactly once.
 //
 // # Cost
 //
-// Measured on a 2-core x86-64 VM (go test -bench . -benchmem): an admitted
-// call costs about 100 ns against 87 ns for its primitives alone (two
-// mutex sections and a clock read around the call, BenchmarkMutexCounter;
-// a direct call is 1.7 ns) and allocates nothing. A rejection costs about
-// 13 ns and allocates nothing, so shedding stays cheap under overload.
-// A Counter adds one atomic add per call and no allocation: about 96 ns
-// against 91 ns without, same run (BenchmarkMiddlewareCounter).
+// An admitted call takes a mutex twice (once to admit, once to finish)
+// and reads the clock twice, and allocates nothing; a rejection takes the
+// mutex once and allocates nothing, so shedding stays cheap under
+// overload. Measured numbers are in docs/performance.md.
 package adaptive

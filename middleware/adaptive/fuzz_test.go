@@ -36,10 +36,10 @@ func FuzzNew(f *testing.F) {
 			wantFieldError(t, err, "adaptive: ", "Min", "Max", "Initial")
 			return
 		}
-		lo, hi = cmpOr(lo, adaptive.DefaultMin), cmpOr(hi, adaptive.DefaultMax)
+		lo, hi = cmpOr(lo, 1), cmpOr(hi, 1000) // the defaults
 		inRange := func(when string) {
 			t.Helper()
-			if n := l.Limit(); n < lo || n > hi {
+			if n := int(l.Stats().Limit); n < lo || n > hi {
 				t.Fatalf("%+v: limit %d %s, outside [%d, %d]", cfg, n, when, lo, hi)
 			}
 		}
@@ -74,8 +74,8 @@ func FuzzNew(f *testing.F) {
 				wg.Wait()
 				inRange(fmt.Sprintf("after round %d", round+1))
 			}
-			if n := l.Inflight(); n != 0 {
-				t.Fatalf("%+v: Inflight() = %d after every call ended", cfg, n)
+			if n := l.Stats().InFlight; n != 0 {
+				t.Fatalf("%+v: InFlight = %d after every call ended", cfg, n)
 			}
 		})
 	})

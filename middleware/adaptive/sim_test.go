@@ -38,7 +38,7 @@ func (d *downstream) call(ctx context.Context, _ int) (int, error) {
 // load runs clients closed-loop callers of s until ctx ends. A rejected
 // caller backs off for backoff before trying again. It calls observe every
 // period with the limiter's limit, and returns when all callers have.
-func load(ctx context.Context, t *testing.T, s middleware.Stage[int, int], l *adaptive.Limiter, clients int, backoff, period time.Duration, observe func(limit int)) {
+func load(ctx context.Context, t *testing.T, s middleware.Stage[int, int], l *adaptive.Limiter, clients int, backoff, period time.Duration, observe func(limit int64)) {
 	var wg sync.WaitGroup
 	for range clients {
 		wg.Go(func() {
@@ -62,7 +62,7 @@ func load(ctx context.Context, t *testing.T, s middleware.Stage[int, int], l *ad
 		for {
 			select {
 			case <-tick.C:
-				observe(l.Limit())
+				observe(l.Stats().Limit)
 			case <-ctx.Done():
 				return
 			}

@@ -8,18 +8,30 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/adaptive"
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestCounter(t *testing.T) {
+// Under concurrent callers the Stats counts agree with what the callers
+// and the observer saw, and the last LimitChanged event carries the limit
+// in force.
+func TestStats(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var c adaptive.Counter
-		var changes atomic.Uint64
-		l := mustNew(t, adaptive.Config{Min: 1, Max: 50, Initial: 5, Counter: &c,
-			OnLimitChange: func(int, int) { changes.Add(1) }})
+		var mu sync.Mutex
+		var changes []int64
+		var rejectedEvents atomic.Uint64
+		obs := middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+			switch e.Kind {
+			case middleware.LimitChanged:
+				mu.Lock()
+				changes = append(changes, e.Limit)
+				mu.Unlock()
+			case middleware.Rejected:
+				rejectedEvents.Add(1)
+			}
+		})
+		l := mustNew(t, adaptive.Config{Min: 1, Max: 50, Initial: 5, Observer: obs})
 		s := middleware.Apply(func(context.Context, int) (int, error) {
 			time.Sleep(10 * time.Millisecond)
 			return 0, nil
@@ -39,48 +51,26 @@ func TestCounter(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		wg.Wait()
-		want := adaptive.Stats{Admitted: ok.Load(), Rejected: rejected.Load(), LimitChanges: changes.Load()}
-		if diff := cmp.Diff(want, c.Stats()); diff != "" {
+		got := l.Stats()
+		mu.Lock()
+		defer mu.Unlock()
+		want := adaptive.Stats{Limit: got.Limit, Rejected: rejected.Load(), LimitChanged: uint64(len(changes))}
+		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
-		if want.Admitted == 0 || want.Rejected == 0 {
-			t.Errorf("Stats %+v; want both admitted and rejected calls", want)
+		if rejectedEvents.Load() != rejected.Load() {
+			t.Errorf("%d Rejected events for %d rejected calls", rejectedEvents.Load(), rejected.Load())
+		}
+		if ok.Load() == 0 || rejected.Load() == 0 || len(changes) == 0 {
+			t.Errorf("admitted %d, rejected %d, %d limit changes; the test must exercise all three", ok.Load(), rejected.Load(), len(changes))
+		}
+		if len(changes) > 0 && changes[len(changes)-1] != got.Limit {
+			t.Errorf("last LimitChanged event carries %d, the limit in force is %d", changes[len(changes)-1], got.Limit)
+		}
+		for i := 1; i < len(changes); i++ {
+			if changes[i] == changes[i-1] {
+				t.Errorf("LimitChanged events %d and %d both carry %d", i-1, i, changes[i])
+			}
 		}
 	})
-}
-
-func TestNilCounterStats(t *testing.T) {
-	var c *adaptive.Counter
-	if diff := cmp.Diff(adaptive.Stats{}, c.Stats()); diff != "" {
-		t.Errorf("nil Counter Stats (-want +got):\n%s", diff)
-	}
-}
-
-func TestCounterAllocs(t *testing.T) {
-	if testenv.RaceEnabled {
-		t.Skip("allocation counts are not meaningful under -race")
-	}
-	l := mustNew(t, adaptive.Config{Counter: new(adaptive.Counter)})
-	s := middleware.Apply(func(_ context.Context, in int) (int, error) { return in, nil }, adaptive.Middleware[int, int](l))
-	ctx := context.Background()
-	if n := testing.AllocsPerRun(1000, func() { _, _ = s(ctx, 1) }); n != 0 {
-		t.Errorf("%v allocs per call with a Counter, want 0", n)
-	}
-}
-
-func BenchmarkMiddlewareCounter(b *testing.B) {
-	for _, bc := range []struct {
-		name string
-		c    *adaptive.Counter
-	}{{"counter=off", nil}, {"counter=on", new(adaptive.Counter)}} {
-		l, _ := adaptive.New(adaptive.Config{Initial: 1000, Counter: bc.c})
-		s := middleware.Apply(direct, adaptive.Middleware[int, int](l))
-		ctx := context.Background()
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				sink, _ = s(ctx, i)
-			}
-		})
-	}
 }

@@ -2,20 +2,20 @@ package backpressure
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/brace-go/brace/middleware"
 )
 
 // Mode says what a call does when the limiter is at capacity.
 type Mode uint8
 
 const (
-	// Shed fails the call at once with a *[ShedError]. It is the default.
+	// Shed fails the call at once with [ErrShed]. It is the default.
 	Shed Mode = iota
 	// Wait queues the call, first in first out, for up to Config.MaxWait
 	// behind at most Config.MaxQueue other calls, and sheds it when either
@@ -36,10 +36,25 @@ func (m Mode) String() string {
 // MaxCapacity is the largest capacity a [Limiter] accepts.
 const MaxCapacity = math.MaxInt32
 
-// Config configures a [Limiter]. The zero value is a shedding limiter with
-// no soft limit that logs nothing; only the capacity, an argument of [New],
-// has no default.
+// The soft-limit states reported in [middleware.StateChanged] events
+// (From and To).
+const (
+	StateNormal        = "normal"          // the weight in flight is below Config.SoftLimit
+	StateOverSoftLimit = "over-soft-limit" // it is at Config.SoftLimit or above
+)
+
+// Config configures a [Limiter]. Capacity is required; the zero value of
+// every other field means its documented default, so Config{Capacity: n}
+// is a shedding limiter of n with no soft limit and no observer.
 type Config struct {
+	// Name names the limiter in its events.
+	Name string
+
+	// Capacity is the total weight allowed in flight at once, between 1
+	// and [MaxCapacity]. It has no default: only the caller knows what the
+	// protected resource can take.
+	Capacity int64
+
 	// Mode is Shed (the default) or Wait.
 	Mode Mode
 
@@ -53,72 +68,39 @@ type Config struct {
 	// not be negative, and must be zero in Shed mode.
 	MaxQueue int
 
-	// SoftLimit is a depth at which the limiter warns but still admits:
-	// when the weight in flight rises to SoftLimit or above, OnSoftLimit is
-	// called and a warning is logged. Zero means no soft limit. Must be
-	// below the capacity.
+	// SoftLimit is a weight in flight, below the capacity, at which the
+	// limiter still admits but reports a state change: a
+	// [middleware.StateChanged] event from "normal" to "over-soft-limit"
+	// when the weight in flight rises to SoftLimit or above, and back when
+	// it falls below. Zero means no soft limit.
 	SoftLimit int64
 
-	// OnSoftLimit, if not nil, is called each time an admitted call takes
-	// the depth from below SoftLimit to SoftLimit or above, with the depth
-	// after admission. It is called on the caller's goroutine, before the
-	// stage runs, outside any lock.
-	OnSoftLimit func(depth, softLimit int64)
-
-	// OnShed, if not nil, is called with the error of every shed call, on
-	// the caller's goroutine, outside any lock.
-	OnShed func(err *ShedError)
-
-	// Logger, if not nil, receives a Warn record each time the soft limit
-	// is reached and an Info record for each shed call. Nil is silent.
-	Logger *slog.Logger
-
-	// Name, if not empty, is added to log records as "name".
-	Name string
-
-	// Counter, if not nil, counts admitted, queued and shed calls (see
-	// [Counter]). Nil means no counting, at the cost of one nil check per
-	// call.
-	Counter *Counter
+	// Observer receives the limiter's events (see docs/backpressure.md):
+	// Rejected, Waited and StateChanged. Nil means none.
+	Observer middleware.Observer
 }
 
-// ErrShed is the error every shed call's error wraps:
-// errors.Is(err, backpressure.ErrShed) reports whether a call was shed.
-var ErrShed = errors.New("backpressure: shed")
+// ErrShed is the error of every shed call: the limiter was at capacity (and,
+// in Wait mode, the queue was full or MaxWait passed). It is a plain value,
+// so a shed allocates nothing; the depth and the wait are in the
+// [middleware.Rejected] event and in [Limiter.Stats].
+//
+// It has the methods Rejected() bool, reporting true (the call never
+// reached the downstream, so a circuit breaker does not count it), and
+// Retryable() bool, reporting false (a shed means "send less"; an
+// immediate retry adds load where there is too much already).
+var ErrShed error = shedError{}
 
-// ErrNilLimiter is returned by every call of a stage decorated by
-// [Middleware] or [Weighted] with a nil *Limiter.
-var ErrNilLimiter = errors.New("backpressure: nil Limiter")
+type shedError struct{}
 
-// ShedError is the error of a shed call. It unwraps to [ErrShed].
-type ShedError struct {
-	Depth    int64         // weight in flight when the call was shed
-	Capacity int64         // the limiter's capacity
-	Weight   int64         // the shed call's weight
-	Queued   int64         // calls waiting for a slot when the call was shed
-	Waited   time.Duration // how long the call queued before it was shed; 0 if it never queued
-}
-
-func (e *ShedError) Error() string {
-	if e.Waited > 0 {
-		return fmt.Sprintf("backpressure: shed at depth %d of capacity %d after waiting %v", e.Depth, e.Capacity, e.Waited)
-	}
-	return fmt.Sprintf("backpressure: shed at depth %d of capacity %d", e.Depth, e.Capacity)
-}
-
-// Unwrap returns [ErrShed].
-func (e *ShedError) Unwrap() error { return ErrShed }
-
-// Retryable reports false: a shed means the protected resource must get
-// less traffic, and retrying at once would add to it. It is the contract by
-// which the retry package classifies errors without this package importing
-// it.
-func (e *ShedError) Retryable() bool { return false }
+func (shedError) Error() string { return "backpressure: shed" }
 
 // Rejected reports true: the call was refused before it reached the
-// downstream, so a circuit breaker must not count it as the downstream's
-// failure (breaker.DefaultClassify ignores it).
-func (e *ShedError) Rejected() bool { return true }
+// downstream.
+func (shedError) Rejected() bool { return true }
+
+// Retryable reports false: retrying a shed at once adds to the overload.
+func (shedError) Retryable() bool { return false }
 
 // WeightError is returned for a call whose weight is below 1 or above the
 // capacity: such a call could never be admitted, so it is rejected at once
@@ -128,42 +110,51 @@ type WeightError struct {
 	Capacity int64
 }
 
-// Retryable reports false: the same weight is rejected on every attempt.
-func (e *WeightError) Retryable() bool { return false }
-
-// Rejected reports true: the call never reached the downstream.
-func (e *WeightError) Rejected() bool { return true }
-
 func (e *WeightError) Error() string {
 	return fmt.Sprintf("backpressure: weight must be between 1 and capacity %d, got %d", e.Capacity, e.Weight)
 }
 
+// Rejected reports true: the call never reached the downstream.
+func (e *WeightError) Rejected() bool { return true }
+
+// Retryable reports false: the same weight is rejected on every attempt.
+func (e *WeightError) Retryable() bool { return false }
+
 // A Limiter bounds the weight of calls in flight. It is shared, non-generic
 // state: one Limiter can guard stages of any types through [Middleware] and
-// [Weighted]. A Limiter is safe for concurrent use and must be created with
-// [New].
+// [Weighted], and code that is not a stage through [Limiter.Acquire]. A
+// Limiter is safe for concurrent use and must be created with [New].
 type Limiter struct {
 	capacity  int64
 	softLimit int64
 	mode      Mode
 	maxWait   time.Duration
 	maxQueue  int64
-	onSoft    func(depth, softLimit int64)
-	onShed    func(*ShedError)
-	logger    *slog.Logger
+	obs       middleware.Observer
 	name      string
-	counter   *Counter
 
 	// state packs the weight in flight (low 32 bits) and the number of
 	// queued waiters (high 32 bits) into one word, so that admission is a
 	// single compare-and-swap that can see both. A call is admitted on the
 	// fast path only when nobody waits (first in, first out). The waiter
 	// count changes only with mu held; the weight changes lock-free on the
-	// fast path and with mu held when waiters are admitted.
+	// fast path and with mu held when waiters are admitted. Written by
+	// every call: on a cache line of its own, so that two CPUs admitting
+	// calls do not also fight over the line of the fields every call
+	// reads (capacity, mode, soft limit, observer).
+	_     [64]byte
 	state atomic.Uint64
+	_     [56]byte
 
 	mu         sync.Mutex
 	head, tail *waiter // FIFO of queued calls, guarded by mu
+
+	// Counters for Stats, touched only off the success path.
+	rejected, waited atomic.Uint64
+
+	// The soft-limit state last reported, and whether some goroutine is
+	// reporting it now (see syncSoftState).
+	over, reporting atomic.Bool
 }
 
 const oneWaiter = 1 << 32
@@ -175,19 +166,17 @@ type waiter struct {
 	weight     int64
 	ready      chan struct{} // closed when the waiter is admitted
 	admitted   bool          // guarded by Limiter.mu
-	depth      int64         // weight in flight just after admission; read after ready is closed
 	prev, next *waiter       // guarded by Limiter.mu
 }
 
 // New returns a Limiter that admits calls while the weight in flight stays
-// within capacity. Capacity must be between 1 and [MaxCapacity]; an invalid
-// capacity or Config field is reported as an error naming it.
-func New(capacity int64, cfg Config) (*Limiter, error) {
+// within cfg.Capacity, or an error naming the first invalid field.
+func New(cfg Config) (*Limiter, error) {
 	switch {
-	case capacity < 1:
-		return nil, fmt.Errorf("backpressure: capacity must be at least 1, got %d", capacity)
-	case capacity > MaxCapacity:
-		return nil, fmt.Errorf("backpressure: capacity must be at most %d, got %d", MaxCapacity, capacity)
+	case cfg.Capacity < 1:
+		return nil, fmt.Errorf("backpressure: Capacity must be at least 1, got %d", cfg.Capacity)
+	case cfg.Capacity > MaxCapacity:
+		return nil, fmt.Errorf("backpressure: Capacity must be at most %d, got %d", MaxCapacity, cfg.Capacity)
 	case cfg.Mode != Shed && cfg.Mode != Wait:
 		return nil, fmt.Errorf("backpressure: Mode must be Shed or Wait, got %v", cfg.Mode)
 	case cfg.MaxWait < 0:
@@ -200,87 +189,183 @@ func New(capacity int64, cfg Config) (*Limiter, error) {
 		return nil, fmt.Errorf("backpressure: MaxQueue must be zero in Shed mode, got %d", cfg.MaxQueue)
 	case cfg.SoftLimit < 0:
 		return nil, fmt.Errorf("backpressure: SoftLimit must not be negative, got %d", cfg.SoftLimit)
-	case cfg.SoftLimit >= capacity:
-		return nil, fmt.Errorf("backpressure: SoftLimit must be below capacity %d, got %d", capacity, cfg.SoftLimit)
+	case cfg.SoftLimit >= cfg.Capacity:
+		return nil, fmt.Errorf("backpressure: SoftLimit must be below Capacity (%d), got %d", cfg.Capacity, cfg.SoftLimit)
 	}
 	l := &Limiter{
-		capacity:  capacity,
+		capacity:  cfg.Capacity,
 		softLimit: cfg.SoftLimit,
 		mode:      cfg.Mode,
 		maxWait:   cfg.MaxWait,
 		maxQueue:  int64(cfg.MaxQueue),
-		onSoft:    cfg.OnSoftLimit,
-		onShed:    cfg.OnShed,
-		logger:    cfg.Logger,
+		obs:       cfg.Observer,
 		name:      cfg.Name,
-		counter:   cfg.Counter,
 	}
 	if l.maxQueue == 0 {
-		l.maxQueue = capacity
+		l.maxQueue = l.capacity
 	}
 	return l, nil
 }
 
-// Capacity returns the capacity the Limiter was created with.
-func (l *Limiter) Capacity() int64 { return l.capacity }
-
-// Depth returns the weight of the calls in flight: admitted and not yet
-// returned. It never exceeds the capacity.
-func (l *Limiter) Depth() int64 {
-	d, _ := split(l.state.Load())
-	return d
+// A Permit is one admitted call's hold on the limiter's capacity. Finish
+// it with [Permit.Done] exactly once; Done zeroes the Permit, so a second
+// Done on the same Permit does nothing. The zero Permit holds nothing.
+type Permit struct {
+	l *Limiter
+	w int64
 }
 
-// Queued returns the number of calls waiting for a slot (Wait mode).
-func (l *Limiter) Queued() int64 {
-	_, q := split(l.state.Load())
-	return q
-}
-
-// SoftLimitRatio returns Depth divided by the soft limit: 1 or more means
-// the soft limit is reached. It is 0 when no soft limit is set.
-func (l *Limiter) SoftLimitRatio() float64 {
-	if l.softLimit == 0 {
-		return 0
+// Done gives the permit's weight back to the limiter, admitting queued
+// calls that now fit. err is the work's outcome; the limiter does not
+// classify outcomes, so it only documents the call. Done on a zero or
+// finished Permit does nothing. Done may be called from any goroutine,
+// but copies of one Permit share its hold: finish only one of them.
+func (p *Permit) Done(err error) {
+	l, w := p.l, p.w
+	if l == nil {
+		return
 	}
-	return float64(l.Depth()) / float64(l.softLimit)
+	*p = Permit{}
+	l.release(w)
 }
 
-// acquire admits a call of weight w or returns why not: the caller's
-// context error, a *WeightError or a *ShedError. On success the caller must
-// call release(w) exactly once.
-func (l *Limiter) acquire(ctx context.Context, w int64) error {
+// Acquire admits one call of weight 1, as [Limiter.AcquireN] does.
+func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
+	return l.AcquireN(ctx, 1)
+}
+
+// AcquireN admits one call of weight n, honouring the limiter's Mode: in
+// Shed mode it fails at once with [ErrShed] when n does not fit; in Wait
+// mode it queues, first in first out, and fails with ErrShed when MaxWait
+// passes or the queue is full, or with ctx.Err() when ctx ends first. A
+// context that has already ended fails with ctx.Err() even when capacity
+// is free. A weight below 1 or above the capacity fails at once with a
+// *[WeightError]. On success, finish the returned Permit with
+// [Permit.Done].
+func (l *Limiter) AcquireN(ctx context.Context, n int64) (Permit, error) {
 	// A caller that has already gone is not admitted, even with capacity
 	// free (golang/go#63615): its work would be wasted.
 	if err := ctx.Err(); err != nil {
-		return err
+		return Permit{}, err
 	}
-	if w < 1 || w > l.capacity {
-		return &WeightError{Weight: w, Capacity: l.capacity}
+	if n < 1 || n > l.capacity {
+		return Permit{}, l.reject(ctx, "weight", &WeightError{Weight: n, Capacity: l.capacity}, l.state.Load(), 0)
+	}
+	if inflight, queued := split(l.state.Load()); n == 1 && l.softLimit == 0 && queued == 0 && inflight < l.capacity {
+		// There is room: one atomic add, which never fails, unlike a
+		// compare-and-swap that two CPUs make fail in turn. The call is
+		// admitted if its unit still fits and nobody waits. Otherwise
+		// (another call took the room meanwhile) the unit goes back as a
+		// release gives it back, admitting the waiters it may have held
+		// back, and the call is judged exactly below. A unit added and
+		// taken back never admits a call beyond the capacity; while it is
+		// there, a racing call may find the limiter full a moment early,
+		// as it would have had this call come first. A full limiter is
+		// not touched: a shed is one load. Not with a soft limit: the
+		// unit could cross it and back, and report both.
+		if inflight, queued := split(l.state.Add(1)); queued == 0 && inflight <= l.capacity {
+			return Permit{l, 1}, nil
+		}
+		l.release(1)
 	}
 	for {
 		s := l.state.Load()
 		inflight, queued := split(s)
-		if queued != 0 || inflight+w > l.capacity {
+		if queued != 0 || inflight+n > l.capacity {
 			if l.mode == Shed {
-				return l.shed(ctx, w, s, 0)
+				return Permit{}, l.reject(ctx, "shed", ErrShed, s, 0)
 			}
-			return l.wait(ctx, w)
+			return l.wait(ctx, n)
 		}
-		if l.state.CompareAndSwap(s, s+uint64(w)) {
-			l.admitted()
-			l.checkSoftLimit(ctx, inflight+w, w)
-			return nil
+		if l.state.CompareAndSwap(s, s+uint64(n)) {
+			if l.softLimit > 0 && inflight < l.softLimit && inflight+n >= l.softLimit {
+				l.announce(ctx, n, false, 0, inflight+n)
+			}
+			return Permit{l, n}, nil
 		}
 	}
 }
 
-// release returns w to the limiter and admits queued calls that now fit.
+// announce reports what an admission of weight w needs reported — the
+// wait, if waited, and the soft-limit state — for a call already admitted.
+// If an observer does not return (runtime.Goexit; a panic is recovered by
+// middleware.Emit), the weight goes back before the goroutine ends, so no
+// user code runs between an admission and the code that guarantees its
+// release.
+func (l *Limiter) announce(ctx context.Context, w int64, waited bool, wait time.Duration, inflight int64) {
+	ok := false
+	defer func() {
+		if !ok {
+			l.release(w)
+		}
+	}()
+	if waited {
+		l.waited.Add(1)
+		if l.obs != nil {
+			middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Waited, Concern: "backpressure", Name: l.name,
+				Wait: wait, InFlight: inflight})
+		}
+	}
+	if l.softLimit > 0 {
+		l.syncSoftState(ctx)
+	}
+	ok = true
+}
+
+// release returns w to the limiter, admits queued calls that now fit, and
+// reports a fall below the soft limit.
 func (l *Limiter) release(w int64) {
-	if s := l.state.Add(^uint64(w - 1)); s>>32 != 0 { // minus w
+	s := l.state.Add(^uint64(w - 1)) // minus w
+	if s>>32 != 0 {
 		l.mu.Lock()
 		l.admitLocked()
 		l.mu.Unlock()
+	}
+	if inflight, _ := split(s); l.softLimit > 0 && inflight < l.softLimit && inflight+w >= l.softLimit {
+		l.syncSoftState(context.Background())
+	}
+}
+
+// syncSoftState reports the soft-limit state if it differs from the state
+// last reported. One goroutine reports at a time, and it reports until the
+// reported state is the real one, so the observer sees the changes in
+// order, each From being the previous To, and the last event is the
+// state in force; a burst that crosses and recrosses the line while a
+// change is being reported is reported once, or not at all. Another
+// goroutine finding a report under way leaves it to that one, so an
+// observer may call back into the limiter.
+func (l *Limiter) syncSoftState(ctx context.Context) {
+	for l.isOver() != l.over.Load() {
+		if !l.reporting.CompareAndSwap(false, true) {
+			return // the goroutine reporting will see this change
+		}
+		l.reportSoftState(ctx)
+	}
+}
+
+func (l *Limiter) isOver() bool {
+	inflight, _ := split(l.state.Load())
+	return inflight >= l.softLimit
+}
+
+func (l *Limiter) reportSoftState(ctx context.Context) {
+	defer l.reporting.Store(false)
+	for {
+		over := l.isOver()
+		if over == l.over.Load() {
+			return
+		}
+		l.over.Store(over)
+		if l.obs == nil {
+			continue
+		}
+		from, to := StateNormal, StateOverSoftLimit
+		if !over {
+			from, to = to, from
+		}
+		inflight, _ := split(l.state.Load())
+		middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.StateChanged, Concern: "backpressure", Name: l.name,
+			From: from, To: to, InFlight: inflight, Limit: l.softLimit})
 	}
 }
 
@@ -296,7 +381,6 @@ func (l *Limiter) admitLocked() {
 				return
 			}
 			if l.state.CompareAndSwap(s, s+uint64(h.weight)-oneWaiter) {
-				h.depth = inflight + h.weight
 				break
 			}
 		}
@@ -322,7 +406,7 @@ func (l *Limiter) unlinkLocked(w *waiter) {
 
 // wait queues a call of weight w (Wait mode) until it is admitted, its
 // context ends or MaxWait passes.
-func (l *Limiter) wait(ctx context.Context, w int64) error {
+func (l *Limiter) wait(ctx context.Context, w int64) (Permit, error) {
 	l.mu.Lock()
 	var s uint64
 	for {
@@ -332,15 +416,16 @@ func (l *Limiter) wait(ctx context.Context, w int64) error {
 			// Capacity was freed since the fast path looked.
 			if l.state.CompareAndSwap(s, s+uint64(w)) {
 				l.mu.Unlock()
-				l.admitted()
-				l.checkSoftLimit(ctx, inflight+w, w)
-				return nil
+				if l.softLimit > 0 && inflight < l.softLimit && inflight+w >= l.softLimit {
+					l.announce(ctx, w, false, 0, inflight+w)
+				}
+				return Permit{l, w}, nil
 			}
 			continue
 		}
 		if queued >= l.maxQueue {
 			l.mu.Unlock()
-			return l.shed(ctx, w, s, 0)
+			return Permit{}, l.reject(ctx, "shed", ErrShed, s, 0)
 		}
 		// Enqueue only from the state just judged full: a release in
 		// between fails the swap, and one after it sees the waiter.
@@ -356,9 +441,6 @@ func (l *Limiter) wait(ctx context.Context, w int64) error {
 	}
 	l.tail = wt
 	l.mu.Unlock()
-	if l.counter != nil {
-		l.counter.waited.Add(1)
-	}
 
 	start := time.Now()
 	var timeout <-chan time.Time
@@ -369,35 +451,22 @@ func (l *Limiter) wait(ctx context.Context, w int64) error {
 	}
 	select {
 	case <-wt.ready:
-		l.admitted()
-		l.checkSoftLimit(ctx, wt.depth, w)
-		return nil
 	case <-ctx.Done():
 		if l.leave(wt) {
 			// Admitted as the context ended: the caller has gone, so the
 			// slot goes back.
 			l.release(w)
 		}
-		if l.counter != nil {
-			l.counter.canceled.Add(1)
-		}
-		return ctx.Err()
+		return Permit{}, ctx.Err()
 	case <-timeout:
-		if l.leave(wt) {
-			// Admitted as the wait ran out: keep the slot.
-			l.admitted()
-			l.checkSoftLimit(ctx, wt.depth, w)
-			return nil
+		if !l.leave(wt) {
+			return Permit{}, l.reject(ctx, "shed", ErrShed, l.state.Load(), time.Since(start))
 		}
-		return l.shed(ctx, w, l.state.Load(), time.Since(start))
+		// Admitted as the wait ran out: keep the slot.
 	}
-}
-
-// admitted counts an admission made off the fast path.
-func (l *Limiter) admitted() {
-	if l.counter != nil {
-		l.counter.admitted.Add(1)
-	}
+	inflight, _ := split(l.state.Load())
+	l.announce(ctx, w, true, time.Since(start), inflight)
+	return Permit{l, w}, nil
 }
 
 // leave takes a waiter that gave up out of the queue and reports whether it
@@ -416,47 +485,15 @@ func (l *Limiter) leave(wt *waiter) (admitted bool) {
 	return false
 }
 
-// checkSoftLimit reports the soft limit when admitting weight w took the
-// depth from below it to depth.
-func (l *Limiter) checkSoftLimit(ctx context.Context, depth, w int64) {
-	if l.softLimit > 0 && depth >= l.softLimit && depth-w < l.softLimit {
-		l.softLimitReached(ctx, depth)
-	}
-}
-
-func (l *Limiter) shed(ctx context.Context, w int64, s uint64, waited time.Duration) error {
-	inflight, queued := split(s)
-	err := &ShedError{Depth: inflight, Capacity: l.capacity, Weight: w, Queued: queued, Waited: waited}
-	if l.counter != nil {
-		l.counter.shed.Add(1)
-	}
-	if l.onShed != nil {
-		l.onShed(err)
-	}
-	if l.logger != nil {
-		l.log(ctx, slog.LevelInfo, "backpressure: shed",
-			slog.Int64("depth", inflight), slog.Int64("capacity", l.capacity),
-			slog.Int64("weight", w), slog.Int64("queued", queued), slog.Duration("waited", waited))
+// reject counts a refused call, reports it and returns err. s is the state
+// the refusal was judged on; wait is how long the call queued.
+func (l *Limiter) reject(ctx context.Context, reason string, err error, s uint64, wait time.Duration) error {
+	l.rejected.Add(1)
+	if l.obs != nil {
+		inflight, _ := split(s)
+		inflight = min(inflight, l.capacity) // without the units of racing calls about to give them back
+		middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Rejected, Concern: "backpressure", Name: l.name,
+			Reason: reason, InFlight: inflight, Limit: l.capacity, Wait: wait, Err: err})
 	}
 	return err
-}
-
-func (l *Limiter) softLimitReached(ctx context.Context, depth int64) {
-	if l.onSoft != nil {
-		l.onSoft(depth, l.softLimit)
-	}
-	if l.logger != nil {
-		l.log(ctx, slog.LevelWarn, "backpressure: soft limit reached",
-			slog.Int64("depth", depth), slog.Int64("soft_limit", l.softLimit), slog.Int64("capacity", l.capacity))
-	}
-}
-
-func (l *Limiter) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
-	if !l.logger.Enabled(ctx, level) {
-		return
-	}
-	if l.name != "" {
-		attrs = append(attrs, slog.String("name", l.name))
-	}
-	l.logger.LogAttrs(ctx, level, msg, attrs...)
 }

@@ -1,11 +1,9 @@
 package backpressure_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,39 +63,55 @@ func (h *holder) hold(w int64) <-chan error {
 	return done
 }
 
-func mustNew(t *testing.T, capacity int64, cfg backpressure.Config) *backpressure.Limiter {
+// release lets n running stages return and checks that the calls in done
+// all succeed.
+func (h *holder) release(n int, done ...<-chan error) {
+	h.t.Helper()
+	for range n {
+		h.exit <- struct{}{}
+	}
+	for _, d := range done {
+		if err := <-d; err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+func mustNew(t *testing.T, cfg backpressure.Config) *backpressure.Limiter {
 	t.Helper()
-	l, err := backpressure.New(capacity, cfg)
+	l, err := backpressure.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
+// inFlight is l.Stats().InFlight.
+func inFlight(l *backpressure.Limiter) int64 { return l.Stats().InFlight }
+
 func TestNewRejectsInvalidConfig(t *testing.T) {
 	tests := []struct {
-		name     string
-		capacity int64
-		cfg      backpressure.Config
-		want     string
+		name string
+		cfg  backpressure.Config
+		want string
 	}{
-		{"capacity zero", 0, backpressure.Config{}, "backpressure: capacity must be at least 1, got 0"},
-		{"capacity negative", -3, backpressure.Config{}, "backpressure: capacity must be at least 1, got -3"},
-		{"capacity too large", backpressure.MaxCapacity + 1, backpressure.Config{}, "backpressure: capacity must be at most 2147483647, got 2147483648"},
-		{"unknown mode", 4, backpressure.Config{Mode: 7}, "backpressure: Mode must be Shed or Wait, got Mode(7)"},
-		{"negative MaxWait", 4, backpressure.Config{Mode: backpressure.Wait, MaxWait: -time.Second}, "backpressure: MaxWait must not be negative, got -1s"},
-		{"negative MaxQueue", 4, backpressure.Config{Mode: backpressure.Wait, MaxQueue: -1}, "backpressure: MaxQueue must not be negative, got -1"},
-		{"MaxWait in shed mode", 4, backpressure.Config{MaxWait: time.Second}, "backpressure: MaxWait must be zero in Shed mode, got 1s"},
-		{"MaxQueue in shed mode", 4, backpressure.Config{MaxQueue: 2}, "backpressure: MaxQueue must be zero in Shed mode, got 2"},
-		{"negative SoftLimit", 4, backpressure.Config{SoftLimit: -1}, "backpressure: SoftLimit must not be negative, got -1"},
-		{"SoftLimit at capacity", 4, backpressure.Config{SoftLimit: 4}, "backpressure: SoftLimit must be below capacity 4, got 4"},
-		{"SoftLimit above capacity", 4, backpressure.Config{SoftLimit: 9}, "backpressure: SoftLimit must be below capacity 4, got 9"},
+		{"Capacity missing", backpressure.Config{}, "backpressure: Capacity must be at least 1, got 0"},
+		{"Capacity negative", backpressure.Config{Capacity: -3}, "backpressure: Capacity must be at least 1, got -3"},
+		{"Capacity too large", backpressure.Config{Capacity: backpressure.MaxCapacity + 1}, "backpressure: Capacity must be at most 2147483647, got 2147483648"},
+		{"unknown mode", backpressure.Config{Capacity: 4, Mode: 7}, "backpressure: Mode must be Shed or Wait, got Mode(7)"},
+		{"negative MaxWait", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, MaxWait: -time.Second}, "backpressure: MaxWait must not be negative, got -1s"},
+		{"negative MaxQueue", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, MaxQueue: -1}, "backpressure: MaxQueue must not be negative, got -1"},
+		{"MaxWait in shed mode", backpressure.Config{Capacity: 4, MaxWait: time.Second}, "backpressure: MaxWait must be zero in Shed mode, got 1s"},
+		{"MaxQueue in shed mode", backpressure.Config{Capacity: 4, MaxQueue: 2}, "backpressure: MaxQueue must be zero in Shed mode, got 2"},
+		{"negative SoftLimit", backpressure.Config{Capacity: 4, SoftLimit: -1}, "backpressure: SoftLimit must not be negative, got -1"},
+		{"SoftLimit at capacity", backpressure.Config{Capacity: 4, SoftLimit: 4}, "backpressure: SoftLimit must be below Capacity (4), got 4"},
+		{"SoftLimit above capacity", backpressure.Config{Capacity: 4, SoftLimit: 9}, "backpressure: SoftLimit must be below Capacity (4), got 9"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := backpressure.New(tt.capacity, tt.cfg)
+			l, err := backpressure.New(tt.cfg)
 			if err == nil {
-				t.Fatalf("New(%d, %+v) = %v, nil; want error %q", tt.capacity, tt.cfg, l, tt.want)
+				t.Fatalf("New(%+v) = %v, nil; want error %q", tt.cfg, l, tt.want)
 			}
 			if l != nil {
 				t.Errorf("New returned a Limiter with error %v", err)
@@ -109,66 +123,56 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 	}
 }
 
-func TestZeroConfigSheds(t *testing.T) {
-	l := mustNew(t, 1, backpressure.Config{})
-	h := newHolder(t, l)
-	done := h.hold(1)
-	if _, err := h.stage(context.Background(), 1); !errors.Is(err, backpressure.ErrShed) {
-		t.Errorf("call at capacity with zero Config: err = %v, want ErrShed", err)
-	}
-	h.exit <- struct{}{}
-	if err := <-done; err != nil {
-		t.Fatal(err)
+func TestNewAcceptsLimits(t *testing.T) {
+	for _, c := range []int64{1, backpressure.MaxCapacity} {
+		l := mustNew(t, backpressure.Config{Capacity: c})
+		if got := l.Stats().Capacity; got != c {
+			t.Errorf("Stats().Capacity = %d, want %d", got, c)
+		}
 	}
 }
 
-func TestShedError(t *testing.T) {
-	var shed []*backpressure.ShedError
-	l := mustNew(t, 3, backpressure.Config{OnShed: func(e *backpressure.ShedError) { shed = append(shed, e) }})
+func TestZeroConfigSheds(t *testing.T) {
+	l := mustNew(t, backpressure.Config{Capacity: 1})
+	h := newHolder(t, l)
+	done := h.hold(1)
+	if _, err := h.stage(context.Background(), 1); !errors.Is(err, backpressure.ErrShed) {
+		t.Errorf("call at capacity with only Capacity set: err = %v, want ErrShed", err)
+	}
+	h.release(1, done)
+}
+
+func TestShed(t *testing.T) {
+	l := mustNew(t, backpressure.Config{Capacity: 3})
 	h := newHolder(t, l)
 	a, b := h.hold(1), h.hold(1)
-	if got := l.Depth(); got != 2 {
-		t.Fatalf("Depth() = %d, want 2", got)
+	if got := inFlight(l); got != 2 {
+		t.Fatalf("InFlight = %d, want 2", got)
 	}
 	_, err := h.stage(context.Background(), 2)
-	want := &backpressure.ShedError{Depth: 2, Capacity: 3, Weight: 2}
-	var se *backpressure.ShedError
-	if !errors.As(err, &se) {
-		t.Fatalf("err = %v, want a *ShedError", err)
+	if err != backpressure.ErrShed {
+		t.Fatalf("err = %v, want ErrShed itself (a plain sentinel)", err)
 	}
-	if diff := cmp.Diff(want, se); diff != "" {
-		t.Errorf("ShedError (-want +got):\n%s", diff)
-	}
-	if !errors.Is(err, backpressure.ErrShed) {
-		t.Errorf("errors.Is(%v, ErrShed) = false", err)
-	}
-	if got, want := err.Error(), "backpressure: shed at depth 2 of capacity 3"; got != want {
+	if got, want := err.Error(), "backpressure: shed"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
-	}
-	if diff := cmp.Diff([]*backpressure.ShedError{want}, shed); diff != "" {
-		t.Errorf("OnShed calls (-want +got):\n%s", diff)
 	}
 	// A call that fits is still admitted beside the held ones.
 	c := h.hold(1)
-	for range 3 {
-		h.exit <- struct{}{}
-	}
-	for _, done := range []<-chan error{a, b, c} {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := l.Depth(); got != 0 {
-		t.Errorf("Depth() after all calls = %d, want 0", got)
+	h.release(3, a, b, c)
+	if got := inFlight(l); got != 0 {
+		t.Errorf("InFlight after all calls = %d, want 0", got)
 	}
 }
 
 // PITFALLS: "An already-cancelled context fails even when capacity is free
-// (golang/go #63615, #67723)".
+// (golang/go #63615, #67723)". Issue 14 item 9: an ended context gets
+// ctx.Err(), runs nothing and takes nothing, in every mode and through
+// every entry point.
 func TestPitfallAlreadyCancelledContextFailsWithFreeCapacity(t *testing.T) {
 	for _, mode := range []backpressure.Mode{backpressure.Shed, backpressure.Wait} {
 		t.Run(mode.String(), func(t *testing.T) {
-			l := mustNew(t, 4, backpressure.Config{Mode: mode})
+			rec := &recorder{}
+			l := mustNew(t, backpressure.Config{Capacity: 4, Mode: mode, SoftLimit: 1, Observer: rec})
 			ran := false
 			stage := middleware.Apply(func(context.Context, int) (int, error) { ran = true; return 1, nil },
 				backpressure.Middleware[int, int](l))
@@ -176,13 +180,28 @@ func TestPitfallAlreadyCancelledContextFailsWithFreeCapacity(t *testing.T) {
 			cancel()
 			_, err := stage(ctx, 0)
 			if diff := cmp.Diff(context.Canceled, err, cmpopts.EquateErrors()); diff != "" {
-				t.Errorf("error (-want +got):\n%s", diff)
+				t.Errorf("Middleware: error (-want +got):\n%s", diff)
 			}
 			if ran {
 				t.Error("stage ran for a cancelled context")
 			}
-			if got := l.Depth(); got != 0 {
-				t.Errorf("Depth() = %d, want 0", got)
+			dctx, dcancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			defer dcancel()
+			p, err := l.Acquire(dctx)
+			if diff := cmp.Diff(context.DeadlineExceeded, err, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("Acquire: error (-want +got):\n%s", diff)
+			}
+			if p != (backpressure.Permit{}) {
+				t.Errorf("Acquire with an ended context returned a non-zero Permit %+v", p)
+			}
+			if _, err := l.AcquireN(ctx, 99); err != context.Canceled {
+				t.Errorf("AcquireN(ended ctx, bad weight): err = %v, want context.Canceled (the context comes first)", err)
+			}
+			if diff := cmp.Diff(backpressure.Stats{Capacity: 4}, l.Stats()); diff != "" {
+				t.Errorf("Stats (-want +got):\n%s", diff)
+			}
+			if got := rec.events(); len(got) != 0 {
+				t.Errorf("events for ended contexts: %v, want none", got)
 			}
 		})
 	}
@@ -190,13 +209,13 @@ func TestPitfallAlreadyCancelledContextFailsWithFreeCapacity(t *testing.T) {
 
 // PITFALLS: "Release exactly once per successful acquire, also when the
 // stage panics; never after a failed acquire". A double release would
-// leave Depth below the true count and admit more than the capacity; a
+// leave InFlight below the true count and admit more than the capacity; a
 // release after a failed acquire likewise. Filling the limiter to exactly
 // its capacity afterwards proves the count is right.
 func TestPitfallReleaseExactlyOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const capacity = 3
-		l := mustNew(t, capacity, backpressure.Config{Mode: backpressure.Wait, MaxWait: time.Second, MaxQueue: 1})
+		l := mustNew(t, backpressure.Config{Capacity: capacity, Mode: backpressure.Wait, MaxWait: time.Second, MaxQueue: 1})
 		h := newHolder(t, l)
 
 		// A panicking stage gives its slot back.
@@ -213,13 +232,29 @@ func TestPitfallReleaseExactlyOnce(t *testing.T) {
 				t.Fatal("stage did not panic")
 			}()
 		}
-		if got := l.Depth(); got != 0 {
-			t.Fatalf("Depth() after panics = %d, want 0", got)
+		if got := inFlight(l); got != 0 {
+			t.Fatalf("InFlight after panics = %d, want 0", got)
 		}
+
+		// A Permit finished twice gives its weight back once.
+		p, err := l.AcquireN(context.Background(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Done(nil)
+		p.Done(errors.New("again"))
+		if p != (backpressure.Permit{}) {
+			t.Errorf("Permit after Done = %+v, want zero", p)
+		}
+		if got := inFlight(l); got != 0 {
+			t.Fatalf("InFlight after Done twice = %d, want 0", got)
+		}
+		var zero backpressure.Permit
+		zero.Done(nil) // a zero Permit holds nothing
 
 		// Failed acquires: shed at a full queue, a timed-out wait, a
 		// cancelled wait and a bad weight. None of them may release.
-		held := []<-chan error{h.hold(capacity)}
+		held := h.hold(capacity)
 		timedOut := h.call(context.Background(), 1)
 		synctest.Wait()
 		if _, err := h.stage(context.Background(), 1); !errors.Is(err, backpressure.ErrShed) {
@@ -239,33 +274,25 @@ func TestPitfallReleaseExactlyOnce(t *testing.T) {
 		if _, err := h.stage(context.Background(), capacity+1); err == nil {
 			t.Fatal("call heavier than the capacity was admitted")
 		}
-		h.exit <- struct{}{}
-		if err := <-held[0]; err != nil {
-			t.Fatal(err)
-		}
+		h.release(1, held)
 
 		// Exactly capacity calls fit now, and one more does not.
-		held = held[:0]
+		var all []<-chan error
 		for range capacity {
-			held = append(held, h.hold(1))
+			all = append(all, h.hold(1))
 		}
 		over := h.call(context.Background(), 1)
 		synctest.Wait()
-		if got, want := l.Queued(), int64(1); got != want {
-			t.Errorf("Queued() with the limiter full = %d, want %d", got, want)
+		if got, want := l.Stats().Queued, int64(1); got != want {
+			t.Errorf("Queued with the limiter full = %d, want %d", got, want)
 		}
 		for range capacity {
 			h.exit <- struct{}{}
 		}
 		<-h.entered // the queued call is admitted when a slot frees
-		h.exit <- struct{}{}
-		for _, done := range append(held, over) {
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-		}
-		if got := l.Depth(); got != 0 {
-			t.Errorf("Depth() at the end = %d, want 0", got)
+		h.release(1, append(all, over)...)
+		if got := inFlight(l); got != 0 {
+			t.Errorf("InFlight at the end = %d, want 0", got)
 		}
 	})
 }
@@ -274,7 +301,7 @@ func TestPitfallReleaseExactlyOnce(t *testing.T) {
 // others (golang/sync PR #10)".
 func TestPitfallCancelledHeadWaiterWakesOthers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := mustNew(t, 2, backpressure.Config{Mode: backpressure.Wait})
+		l := mustNew(t, backpressure.Config{Capacity: 2, Mode: backpressure.Wait})
 		h := newHolder(t, l)
 		held := h.hold(1)
 
@@ -283,8 +310,8 @@ func TestPitfallCancelledHeadWaiterWakesOthers(t *testing.T) {
 		synctest.Wait()
 		behind := h.call(context.Background(), 1) // would fit, but queues behind head
 		synctest.Wait()
-		if got := l.Queued(); got != 2 {
-			t.Fatalf("Queued() = %d, want 2", got)
+		if got := l.Stats().Queued; got != 2 {
+			t.Fatalf("Queued = %d, want 2", got)
 		}
 
 		cancel()
@@ -294,13 +321,7 @@ func TestPitfallCancelledHeadWaiterWakesOthers(t *testing.T) {
 		if got := <-h.entered; got != 1 {
 			t.Fatalf("admitted weight %d, want the waiter behind the head (1)", got)
 		}
-		h.exit <- struct{}{}
-		h.exit <- struct{}{}
-		for _, done := range []<-chan error{held, behind} {
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-		}
+		h.release(2, held, behind)
 	})
 }
 
@@ -308,29 +329,29 @@ func TestPitfallCancelledHeadWaiterWakesOthers(t *testing.T) {
 // free capacity (FIFO head-of-line)". Brace keeps that order on purpose, so
 // a heavy call is never starved by a stream of light ones: in Wait mode a
 // light call queues behind a heavy one even when it would fit, and is
-// admitted after it.
+// admitted after it; in Shed mode it is shed.
 func TestPitfallHeadOfLineIsFIFO(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := mustNew(t, 4, backpressure.Config{Mode: backpressure.Wait})
+		l := mustNew(t, backpressure.Config{Capacity: 4, Mode: backpressure.Wait})
 		h := newHolder(t, l)
 		held := h.hold(2)
 		heavy := h.call(context.Background(), 4)
 		synctest.Wait()
 		light := h.call(context.Background(), 1)
 		synctest.Wait()
-		if got, want := l.Depth(), int64(2); got != want {
-			t.Fatalf("Depth() = %d, want %d: the light call jumped the queue", got, want)
+		if got, want := inFlight(l), int64(2); got != want {
+			t.Fatalf("InFlight = %d, want %d: the light call jumped the queue", got, want)
 		}
-		if got := l.Queued(); got != 2 {
-			t.Fatalf("Queued() = %d, want 2", got)
+		if got := l.Stats().Queued; got != 2 {
+			t.Fatalf("Queued = %d, want 2", got)
 		}
 
 		h.exit <- struct{}{} // the held call returns; heavy fits, light waits
 		var order []int64
 		order = append(order, <-h.entered)
 		synctest.Wait()
-		if got := l.Queued(); got != 1 {
-			t.Errorf("Queued() while heavy runs = %d, want 1", got)
+		if got := l.Stats().Queued; got != 1 {
+			t.Errorf("Queued while heavy runs = %d, want 1", got)
 		}
 		h.exit <- struct{}{}
 		order = append(order, <-h.entered)
@@ -353,10 +374,11 @@ func TestPitfallWeightAboveCapacityRejected(t *testing.T) {
 		for _, w := range []int64{5, 1 << 40, 0, -1} {
 			t.Run(fmt.Sprintf("%v/weight=%d", mode, w), func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
-					l := mustNew(t, 4, backpressure.Config{Mode: mode})
+					rec := &recorder{}
+					l := mustNew(t, backpressure.Config{Capacity: 4, Mode: mode, Observer: rec})
 					h := newHolder(t, l)
-					_, err := h.stage(context.Background(), w) // would hang the bubble if it waited
 					want := &backpressure.WeightError{Weight: w, Capacity: 4}
+					_, err := h.stage(context.Background(), w) // would hang the bubble if it waited
 					var we *backpressure.WeightError
 					if !errors.As(err, &we) {
 						t.Fatalf("err = %v, want *WeightError", err)
@@ -364,11 +386,22 @@ func TestPitfallWeightAboveCapacityRejected(t *testing.T) {
 					if diff := cmp.Diff(want, we); diff != "" {
 						t.Errorf("WeightError (-want +got):\n%s", diff)
 					}
+					if _, err := l.AcquireN(context.Background(), w); !errors.As(err, &we) || *we != *want {
+						t.Errorf("AcquireN(%d) = %v, want %v", w, err, want)
+					}
 					if errors.Is(err, backpressure.ErrShed) {
 						t.Errorf("a bad weight is not a shed: errors.Is(%v, ErrShed) = true", err)
 					}
 					if got := fmt.Sprint(err); got != fmt.Sprintf("backpressure: weight must be between 1 and capacity 4, got %d", w) {
 						t.Errorf("Error() = %q", got)
+					}
+					wantEv := middleware.Event{Kind: middleware.Rejected, Concern: "backpressure", Reason: "weight", Limit: 4, Err: want}
+					sameText := cmp.Comparer(func(a, b error) bool { return a.Error() == b.Error() })
+					if diff := cmp.Diff([]middleware.Event{wantEv, wantEv}, rec.events(), sameText); diff != "" {
+						t.Errorf("events (-want +got):\n%s", diff)
+					}
+					if diff := cmp.Diff(backpressure.Stats{Capacity: 4, Rejected: 2}, l.Stats()); diff != "" {
+						t.Errorf("Stats (-want +got):\n%s", diff)
 					}
 				})
 			})
@@ -377,8 +410,8 @@ func TestPitfallWeightAboveCapacityRejected(t *testing.T) {
 }
 
 // PITFALLS: "Under any load, in-flight work never exceeds capacity." Also:
-// depth returns to zero and every call returns exactly once, admitted or
-// shed.
+// InFlight returns to zero and every call returns exactly once, admitted or
+// shed, and the Stats counts agree with what the callers saw.
 func TestPitfallInFlightNeverExceedsCapacity(t *testing.T) {
 	const (
 		capacity   = 8
@@ -388,20 +421,28 @@ func TestPitfallInFlightNeverExceedsCapacity(t *testing.T) {
 		name     string
 		cfg      backpressure.Config
 		weighted bool
+		acquire  bool // use Acquire and Done instead of the middleware
 	}{
-		{"shed", backpressure.Config{}, false},
-		{"wait", backpressure.Config{Mode: backpressure.Wait, MaxQueue: 64}, false},
-		{"wait/weighted", backpressure.Config{Mode: backpressure.Wait, MaxQueue: 64, SoftLimit: 6}, true},
-		{"wait/unbounded-queue", backpressure.Config{Mode: backpressure.Wait, MaxQueue: goroutines}, true},
+		{"shed", backpressure.Config{}, false, false},
+		{"wait", backpressure.Config{Mode: backpressure.Wait, MaxQueue: 64}, false, false},
+		{"wait/weighted", backpressure.Config{Mode: backpressure.Wait, MaxQueue: 64, SoftLimit: 6}, true, false},
+		{"wait/unbounded-queue", backpressure.Config{Mode: backpressure.Wait, MaxQueue: goroutines}, true, false},
+		// Weight 1 and no soft limit: the admission by one atomic add
+		// (issue 20), racing with waiters that a unit taken back must
+		// not leave stranded.
+		{"wait/unbounded-queue/unit", backpressure.Config{Mode: backpressure.Wait, MaxQueue: goroutines}, false, false},
+		{"wait/unit/acquire", backpressure.Config{Mode: backpressure.Wait, MaxQueue: goroutines}, false, true},
+		{"wait/acquire", backpressure.Config{Mode: backpressure.Wait, MaxQueue: 64, SoftLimit: 4, Observer: &recorder{}}, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := mustNew(t, capacity, tc.cfg)
+			tc.cfg.Capacity = capacity
+			l := mustNew(t, tc.cfg)
 			var inflight, peak, admitted, shed, returned atomic.Int64
 			weight := func(i int) int64 { return 1 }
 			if tc.weighted {
 				weight = func(i int) int64 { return int64(i%3 + 1) }
 			}
-			stage := middleware.Apply(func(_ context.Context, i int) (int, error) {
+			work := func(_ context.Context, i int) (int, error) {
 				n := inflight.Add(weight(i))
 				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 				}
@@ -411,7 +452,18 @@ func TestPitfallInFlightNeverExceedsCapacity(t *testing.T) {
 				}
 				inflight.Add(-weight(i))
 				return i, nil
-			}, backpressure.Weighted[int, int](l, func(i int) int64 { return weight(i) }))
+			}
+			stage := middleware.Apply(work, backpressure.Weighted[int, int](l, func(i int) int64 { return weight(i) }))
+			if tc.acquire {
+				stage = func(ctx context.Context, i int) (int, error) {
+					p, err := l.AcquireN(ctx, weight(i))
+					if err != nil {
+						return 0, err
+					}
+					defer p.Done(nil)
+					return work(ctx, i)
+				}
+			}
 
 			var wg sync.WaitGroup
 			start := make(chan struct{})
@@ -441,64 +493,69 @@ func TestPitfallInFlightNeverExceedsCapacity(t *testing.T) {
 			if p := peak.Load(); p > capacity {
 				t.Errorf("peak in-flight weight %d exceeds capacity %d", p, capacity)
 			}
-			if d, q := l.Depth(), l.Queued(); d != 0 || q != 0 {
-				t.Errorf("after all calls: Depth() = %d, Queued() = %d, want 0, 0", d, q)
+			st := l.Stats()
+			if st.InFlight != 0 || st.Queued != 0 {
+				t.Errorf("after all calls: InFlight = %d, Queued = %d, want 0, 0", st.InFlight, st.Queued)
 			}
 			if a, s, r := admitted.Load(), shed.Load(), returned.Load(); a+s != goroutines || r != goroutines {
 				t.Errorf("admitted %d + shed or cancelled %d = %d, returned %d; want %d each", a, s, a+s, r, goroutines)
 			}
-			t.Logf("admitted %d, shed or cancelled %d, peak %d", admitted.Load(), shed.Load(), peak.Load())
+			if st.Rejected > uint64(shed.Load()) || st.Waited > uint64(admitted.Load()) {
+				t.Errorf("Stats %+v: more rejections than sheds (%d) or more waits than admissions (%d)", st, shed.Load(), admitted.Load())
+			}
+			t.Logf("admitted %d, shed or cancelled %d, peak %d, %+v", admitted.Load(), shed.Load(), peak.Load(), st)
 		})
 	}
 }
 
 func TestWaitAdmitsWhenSlotFrees(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := mustNew(t, 1, backpressure.Config{Mode: backpressure.Wait})
+		rec := &recorder{}
+		l := mustNew(t, backpressure.Config{Capacity: 1, Mode: backpressure.Wait, Name: "db", Observer: rec})
 		h := newHolder(t, l)
 		held := h.hold(1)
 		waiting := h.call(context.Background(), 1)
 		synctest.Wait()
-		if got := l.Queued(); got != 1 {
-			t.Fatalf("Queued() = %d, want 1", got)
+		if got := l.Stats().Queued; got != 1 {
+			t.Fatalf("Queued = %d, want 1", got)
 		}
 		time.Sleep(time.Hour) // no MaxWait: it waits as long as its context allows
 		h.exit <- struct{}{}
 		<-h.entered
-		h.exit <- struct{}{}
-		for _, done := range []<-chan error{held, waiting} {
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
+		h.release(1, held, waiting)
+		want := []middleware.Event{{Kind: middleware.Waited, Concern: "backpressure", Name: "db", Wait: time.Hour, InFlight: 1}}
+		if diff := cmp.Diff(want, rec.events(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(backpressure.Stats{Capacity: 1, Waited: 1}, l.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
 	})
 }
 
 func TestWaitMaxWaitSheds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := mustNew(t, 1, backpressure.Config{Mode: backpressure.Wait, MaxWait: 50 * time.Millisecond})
+		rec := &recorder{}
+		l := mustNew(t, backpressure.Config{Capacity: 1, Mode: backpressure.Wait, MaxWait: 50 * time.Millisecond, Observer: rec})
 		h := newHolder(t, l)
 		held := h.hold(1)
 		start := time.Now()
 		_, err := h.stage(context.Background(), 1)
-		want := &backpressure.ShedError{Depth: 1, Capacity: 1, Weight: 1, Waited: 50 * time.Millisecond}
-		var se *backpressure.ShedError
-		if !errors.As(err, &se) {
-			t.Fatalf("err = %v, want *ShedError", err)
-		}
-		if diff := cmp.Diff(want, se); diff != "" {
-			t.Errorf("ShedError (-want +got):\n%s", diff)
+		if err != backpressure.ErrShed {
+			t.Fatalf("err = %v, want ErrShed", err)
 		}
 		if got := time.Since(start); got != 50*time.Millisecond {
 			t.Errorf("shed after %v, want 50ms", got)
 		}
-		if got, want := err.Error(), "backpressure: shed at depth 1 of capacity 1 after waiting 50ms"; got != want {
-			t.Errorf("Error() = %q, want %q", got, want)
+		want := []middleware.Event{{Kind: middleware.Rejected, Concern: "backpressure", Reason: "shed",
+			InFlight: 1, Limit: 1, Wait: 50 * time.Millisecond, Err: backpressure.ErrShed}}
+		if diff := cmp.Diff(want, rec.events(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
 		}
-		h.exit <- struct{}{}
-		if err := <-held; err != nil {
-			t.Fatal(err)
+		if got := l.Stats().Queued; got != 0 {
+			t.Errorf("Queued after the shed = %d, want 0", got)
 		}
+		h.release(1, held)
 	})
 }
 
@@ -513,30 +570,26 @@ func TestWaitMaxQueue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				l := mustNew(t, 2, backpressure.Config{Mode: backpressure.Wait, MaxQueue: tc.maxQueue})
+				rec := &recorder{}
+				l := mustNew(t, backpressure.Config{Capacity: 2, Mode: backpressure.Wait, MaxQueue: tc.maxQueue, Observer: rec})
 				h := newHolder(t, l)
 				done := []<-chan error{h.hold(1), h.hold(1)}
 				for range tc.wantQueue {
 					done = append(done, h.call(context.Background(), 1))
 				}
 				synctest.Wait()
-				_, err := h.stage(context.Background(), 1)
-				want := &backpressure.ShedError{Depth: 2, Capacity: 2, Weight: 1, Queued: tc.wantQueue}
-				var se *backpressure.ShedError
-				if !errors.As(err, &se) {
-					t.Fatalf("call beyond the queue: err = %v, want *ShedError", err)
+				if got := l.Stats().Queued; got != tc.wantQueue {
+					t.Fatalf("Queued = %d, want %d", got, tc.wantQueue)
 				}
-				if diff := cmp.Diff(want, se); diff != "" {
-					t.Errorf("ShedError (-want +got):\n%s", diff)
+				if _, err := h.stage(context.Background(), 1); err != backpressure.ErrShed {
+					t.Fatalf("call beyond the queue: err = %v, want ErrShed", err)
 				}
-				for range done {
-					h.exit <- struct{}{}
+				want := []middleware.Event{{Kind: middleware.Rejected, Concern: "backpressure", Reason: "shed",
+					InFlight: 2, Limit: 2, Err: backpressure.ErrShed}}
+				if diff := cmp.Diff(want, rec.events(), cmpopts.EquateErrors()); diff != "" {
+					t.Errorf("events (-want +got):\n%s", diff)
 				}
-				for _, d := range done {
-					if err := <-d; err != nil {
-						t.Fatal(err)
-					}
-				}
+				h.release(len(done), done...)
 			})
 		})
 	}
@@ -544,7 +597,8 @@ func TestWaitMaxQueue(t *testing.T) {
 
 func TestWaitContextEndsFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := mustNew(t, 1, backpressure.Config{Mode: backpressure.Wait, MaxWait: time.Minute})
+		rec := &recorder{}
+		l := mustNew(t, backpressure.Config{Capacity: 1, Mode: backpressure.Wait, MaxWait: time.Minute, Observer: rec})
 		h := newHolder(t, l)
 		held := h.hold(1)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -557,118 +611,202 @@ func TestWaitContextEndsFirst(t *testing.T) {
 		if got := time.Since(start); got != time.Second {
 			t.Errorf("returned after %v, want 1s (the deadline)", got)
 		}
-		if got := l.Queued(); got != 0 {
-			t.Errorf("Queued() = %d, want 0", got)
+		h.release(1, held)
+		// The caller left; it was not refused: no event, no count.
+		if diff := cmp.Diff(backpressure.Stats{Capacity: 1}, l.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
-		h.exit <- struct{}{}
-		if err := <-held; err != nil {
-			t.Fatal(err)
+		if got := rec.events(); len(got) != 0 {
+			t.Errorf("events = %v, want none", got)
 		}
 	})
 }
 
-func TestSoftLimit(t *testing.T) {
-	type event struct{ Depth, SoftLimit int64 }
-	var events []event
-	var buf bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
-	l := mustNew(t, 4, backpressure.Config{
-		SoftLimit:   2,
-		OnSoftLimit: func(depth, soft int64) { events = append(events, event{depth, soft}) },
-		Logger:      logger,
-		Name:        "db",
-	})
-	h := newHolder(t, l)
-	ratio := func(want float64) {
-		t.Helper()
-		if got := l.SoftLimitRatio(); got != want {
-			t.Errorf("SoftLimitRatio() at depth %d = %v, want %v", l.Depth(), got, want)
-		}
-	}
-	ratio(0)
-	a := h.hold(1)
-	ratio(0.5)
-	b := h.hold(1) // reaches the soft limit: admitted, and one event
-	ratio(1)
-	c := h.hold(1) // above it: no new event
-	ratio(1.5)
-	if diff := cmp.Diff([]event{{2, 2}}, events); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
-	}
-	for range 3 {
-		h.exit <- struct{}{}
-	}
-	for _, d := range []<-chan error{a, b, c} {
-		if err := <-d; err != nil {
+// Acquire honours the Mode as the middleware does: in Shed mode it fails at
+// once, in Wait mode it waits in the same FIFO queue as the stages.
+func TestAcquire(t *testing.T) {
+	t.Run("shed", func(t *testing.T) {
+		l := mustNew(t, backpressure.Config{Capacity: 2})
+		p, err := l.AcquireN(context.Background(), 2)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	d := h.hold(3) // from 0 straight past the limit: one more event
-	if diff := cmp.Diff([]event{{2, 2}, {3, 2}}, events); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
-	}
-	if _, err := h.stage(context.Background(), 2); !errors.Is(err, backpressure.ErrShed) {
-		t.Errorf("err = %v, want ErrShed", err)
-	}
-	h.exit <- struct{}{}
-	if err := <-d; err != nil {
-		t.Fatal(err)
-	}
-	want := `level=WARN msg="backpressure: soft limit reached" depth=2 soft_limit=2 capacity=4 name=db
-level=WARN msg="backpressure: soft limit reached" depth=3 soft_limit=2 capacity=4 name=db
-level=INFO msg="backpressure: shed" depth=3 capacity=4 weight=2 queued=0 waited=0s name=db
-`
-	if diff := cmp.Diff(want, buf.String()); diff != "" {
-		t.Errorf("log (-want +got):\n%s", diff)
-	}
+		if _, err := l.Acquire(context.Background()); err != backpressure.ErrShed {
+			t.Errorf("Acquire at capacity: err = %v, want ErrShed", err)
+		}
+		p.Done(nil)
+		q, err := l.Acquire(context.Background())
+		if err != nil {
+			t.Fatalf("Acquire after Done: %v", err)
+		}
+		if got := inFlight(l); got != 1 {
+			t.Errorf("InFlight = %d, want 1", got)
+		}
+		q.Done(errors.New("the work failed")) // the outcome does not matter to a limiter
+		if got := inFlight(l); got != 0 {
+			t.Errorf("InFlight = %d, want 0", got)
+		}
+	})
+	t.Run("wait", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l := mustNew(t, backpressure.Config{Capacity: 2, Mode: backpressure.Wait})
+			h := newHolder(t, l)
+			held := h.hold(2)
+			got := make(chan backpressure.Permit)
+			go func() {
+				p, err := l.Acquire(context.Background())
+				if err != nil {
+					t.Error(err)
+				}
+				got <- p
+			}()
+			synctest.Wait()
+			queued := h.call(context.Background(), 1) // behind the Acquire
+			synctest.Wait()
+			if q := l.Stats().Queued; q != 2 {
+				t.Fatalf("Queued = %d, want 2", q)
+			}
+			h.exit <- struct{}{}
+			p := <-got
+			<-h.entered // the call behind it fits too
+			if got := inFlight(l); got != 2 {
+				t.Errorf("InFlight = %d, want 2", got)
+			}
+			p.Done(nil)
+			h.release(1, held, queued)
+		})
+	})
+}
+
+// SoftLimit is a state: one StateChanged event when the weight in flight
+// rises to the soft limit, none while it stays above, one when it falls
+// below again.
+func TestSoftLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		l := mustNew(t, backpressure.Config{Capacity: 4, SoftLimit: 2, Name: "db", Observer: rec})
+		h := newHolder(t, l)
+		up := func(inflight int64) middleware.Event {
+			return middleware.Event{Kind: middleware.StateChanged, Concern: "backpressure", Name: "db",
+				From: backpressure.StateNormal, To: backpressure.StateOverSoftLimit, InFlight: inflight, Limit: 2}
+		}
+		down := func(inflight int64) middleware.Event {
+			return middleware.Event{Kind: middleware.StateChanged, Concern: "backpressure", Name: "db",
+				From: backpressure.StateOverSoftLimit, To: backpressure.StateNormal, InFlight: inflight, Limit: 2}
+		}
+		a := h.hold(1)
+		b := h.hold(1) // reaches the soft limit: admitted, and one event
+		c := h.hold(1) // above it: no new event
+		if diff := cmp.Diff([]middleware.Event{up(2)}, rec.events(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		h.exit <- struct{}{} // 3 -> 2: still at the soft limit
+		synctest.Wait()
+		if diff := cmp.Diff([]middleware.Event{up(2)}, rec.events(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		h.exit <- struct{}{} // 2 -> 1: below it
+		synctest.Wait()
+		if diff := cmp.Diff([]middleware.Event{up(2), down(1)}, rec.events(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		h.release(1, a, b, c)
+		rec.reset()
+		d := h.hold(3) // from 0 straight past the limit: one event
+		if _, err := h.stage(context.Background(), 2); err != backpressure.ErrShed {
+			t.Errorf("err = %v, want ErrShed", err)
+		}
+		h.release(1, d)
+		want := []middleware.Event{
+			up(3),
+			{Kind: middleware.Rejected, Concern: "backpressure", Name: "db", Reason: "shed", InFlight: 3, Limit: 4, Err: backpressure.ErrShed},
+			down(0),
+		}
+		if diff := cmp.Diff(want, rec.events(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+	})
 }
 
 func TestSoftLimitOffWithoutConfig(t *testing.T) {
-	l := mustNew(t, 2, backpressure.Config{})
+	rec := &recorder{}
+	l := mustNew(t, backpressure.Config{Capacity: 2, Observer: rec})
 	h := newHolder(t, l)
 	a := h.hold(2)
-	if got := l.SoftLimitRatio(); got != 0 {
-		t.Errorf("SoftLimitRatio() without a soft limit = %v, want 0", got)
-	}
-	h.exit <- struct{}{}
-	if err := <-a; err != nil {
-		t.Fatal(err)
+	h.release(1, a)
+	if got := rec.events(); len(got) != 0 {
+		t.Errorf("events without a soft limit: %v, want none", got)
 	}
 }
 
 func TestSoftLimitWhenAdmittedFromQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var depths []int64
-		l := mustNew(t, 3, backpressure.Config{Mode: backpressure.Wait, SoftLimit: 2,
-			OnSoftLimit: func(depth, _ int64) { depths = append(depths, depth) }})
+		rec := &recorder{}
+		l := mustNew(t, backpressure.Config{Capacity: 3, Mode: backpressure.Wait, SoftLimit: 2, Observer: rec})
 		h := newHolder(t, l)
-		a := h.hold(3) // reaches the soft limit: event 3
-		b := h.call(context.Background(), 2)
+		a := h.hold(1)
+		b := h.call(context.Background(), 3) // waits for a
 		synctest.Wait()
-		h.exit <- struct{}{} // a leaves; b is admitted from the queue at depth 2: event 2
+		h.exit <- struct{}{} // a leaves; b is admitted from the queue, over the soft limit
 		<-h.entered
-		h.exit <- struct{}{}
-		for _, d := range []<-chan error{a, b} {
-			if err := <-d; err != nil {
-				t.Fatal(err)
-			}
+		h.release(1, a, b)
+		want := []middleware.Event{
+			{Kind: middleware.Waited, Concern: "backpressure", InFlight: 3},
+			{Kind: middleware.StateChanged, Concern: "backpressure", From: "normal", To: "over-soft-limit", InFlight: 3, Limit: 2},
+			{Kind: middleware.StateChanged, Concern: "backpressure", From: "over-soft-limit", To: "normal", InFlight: 0, Limit: 2},
 		}
-		if diff := cmp.Diff([]int64{3, 2}, depths); diff != "" {
-			t.Errorf("soft limit depths (-want +got):\n%s", diff)
+		if diff := cmp.Diff(want, rec.events(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
 		}
 	})
 }
 
+// Under concurrent crossings the soft-limit events still form one
+// alternating sequence (each From is the previous To), none repeats a
+// state, and the last one is the state in force: normal, once every call
+// has returned.
+func TestSoftLimitEventsInOrderUnderConcurrency(t *testing.T) {
+	var mu sync.Mutex
+	var states []string
+	obs := middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+		if e.Kind != middleware.StateChanged {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		prev := backpressure.StateNormal
+		if len(states) > 0 {
+			prev = states[len(states)-1]
+		}
+		if e.From != prev || e.To == e.From {
+			t.Errorf("event %s -> %s after state %s", e.From, e.To, prev)
+		}
+		states = append(states, e.To)
+	})
+	l := mustNew(t, backpressure.Config{Capacity: 8, SoftLimit: 2, Mode: backpressure.Wait, MaxQueue: 100, Observer: obs})
+	stage := middleware.Apply(func(context.Context, int) (int, error) { return 0, nil }, backpressure.Middleware[int, int](l))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 2000 {
+				if _, err := stage(context.Background(), 0); err != nil && err != backpressure.ErrShed {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(states) > 0 && states[len(states)-1] != backpressure.StateNormal {
+		t.Errorf("last state reported %q with nothing in flight, want normal (%d events)", states[len(states)-1], len(states))
+	}
+	t.Logf("%d state changes reported for 16000 calls", len(states))
+}
+
 // One limiter guards stages of different types and counts them together.
 func TestOneLimiterGuardsStagesOfDifferentTypes(t *testing.T) {
-	l := mustNew(t, 2, backpressure.Config{})
+	l := mustNew(t, backpressure.Config{Capacity: 2})
 	release := make(chan struct{})
 	entered := make(chan struct{})
 	parse := middleware.Apply(func(_ context.Context, s string) (int, error) {
@@ -695,28 +833,58 @@ func TestOneLimiterGuardsStagesOfDifferentTypes(t *testing.T) {
 	}
 }
 
-func TestNilLimiterAndStage(t *testing.T) {
-	s := middleware.Apply(func(context.Context, int) (int, error) { return 1, nil }, backpressure.Middleware[int, int](nil))
-	if _, err := s(context.Background(), 0); !errors.Is(err, backpressure.ErrNilLimiter) {
-		t.Errorf("nil Limiter: err = %v, want ErrNilLimiter", err)
+// A nil *Limiter or weight func is a programmer error: the adapters panic
+// when the chain is built, naming the mistake.
+func TestAdaptersPanicOnNil(t *testing.T) {
+	l := mustNew(t, backpressure.Config{Capacity: 1})
+	for _, tc := range []struct {
+		name string
+		f    func()
+		want string
+	}{
+		{"Middleware(nil)", func() { backpressure.Middleware[int, int](nil) }, "backpressure: nil *Limiter (was New's error ignored?)"},
+		{"Weighted(nil, f)", func() { backpressure.Weighted[int, int](nil, func(int) int64 { return 1 }) }, "backpressure: nil *Limiter (was New's error ignored?)"},
+		{"Weighted(l, nil)", func() { backpressure.Weighted[int, int](l, nil) }, "backpressure: nil weight func"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if diff := cmp.Diff(tc.want, recover()); diff != "" {
+					t.Errorf("panic value (-want +got):\n%s", diff)
+				}
+			}()
+			tc.f()
+		})
 	}
-	l := mustNew(t, 1, backpressure.Config{})
-	s = backpressure.Middleware[int, int](l)(nil)
-	if _, err := s(context.Background(), 0); !errors.Is(err, middleware.ErrNilStage) {
-		t.Errorf("nil stage: err = %v, want middleware.ErrNilStage", err)
-	}
-	if got := l.Depth(); got != 0 {
-		t.Errorf("Depth() = %d, want 0", got)
+}
+
+// A weight func that panics is the caller's panic; nothing is held.
+func TestWeightFuncPanics(t *testing.T) {
+	l := mustNew(t, backpressure.Config{Capacity: 1})
+	s := middleware.Apply(func(context.Context, int) (int, error) { return 0, nil },
+		backpressure.Weighted[int, int](l, func(int) int64 { panic("weight") }))
+	func() {
+		defer func() {
+			if v := recover(); v != "weight" {
+				t.Errorf("recover() = %v, want weight", v)
+			}
+		}()
+		s(context.Background(), 0)
+	}()
+	if got := inFlight(l); got != 0 {
+		t.Errorf("InFlight = %d, want 0", got)
 	}
 }
 
 func TestStageErrorPassesThrough(t *testing.T) {
 	errBoom := errors.New("boom")
-	l := mustNew(t, 1, backpressure.Config{})
+	l := mustNew(t, backpressure.Config{Capacity: 1})
 	s := middleware.Apply(func(context.Context, int) (int, error) { return 7, errBoom }, backpressure.Middleware[int, int](l))
 	got, err := s(context.Background(), 0)
 	if got != 7 || err != errBoom {
 		t.Errorf("got (%d, %v), want (7, %v)", got, err, errBoom)
+	}
+	if got := inFlight(l); got != 0 {
+		t.Errorf("InFlight = %d, want 0", got)
 	}
 }
 
@@ -727,58 +895,108 @@ func TestModeString(t *testing.T) {
 	}
 }
 
+// The success paths allocate nothing, with or without an observer and a
+// soft limit that is not crossed; a shed allocates nothing with no
+// observer (issue 20: it used to allocate a 48-byte *ShedError).
 func TestAllocs(t *testing.T) {
 	if testenv.RaceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	obs := middleware.ObserverFunc(func(context.Context, middleware.Event) {})
+	noop := func(_ context.Context, in int) (int, error) { return in, nil }
 	for _, tc := range []struct {
 		name string
 		cfg  backpressure.Config
 	}{
 		{"shed", backpressure.Config{}},
 		{"wait", backpressure.Config{Mode: backpressure.Wait, MaxWait: time.Second}},
-		{"soft limit", backpressure.Config{SoftLimit: 1, OnSoftLimit: func(int64, int64) {}}},
+		{"soft limit", backpressure.Config{SoftLimit: 3, Observer: obs}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := mustNew(t, 4, tc.cfg)
-			s := middleware.Apply(func(_ context.Context, in int) (int, error) { return in, nil },
-				backpressure.Weighted[int, int](l, func(int) int64 { return 2 }))
-			if n := testing.AllocsPerRun(1000, func() { s(ctx, 1) }); n != 0 {
-				t.Errorf("admitted call allocates %v times, want 0", n)
+			tc.cfg.Capacity = 4
+			l := mustNew(t, tc.cfg)
+			m := middleware.Apply(noop, backpressure.Middleware[int, int](l))
+			w := middleware.Apply(noop, backpressure.Weighted[int, int](l, func(int) int64 { return 2 }))
+			for name, f := range map[string]func(){
+				"Middleware": func() { m(ctx, 1) },
+				"Weighted":   func() { w(ctx, 1) },
+				"Acquire": func() {
+					p, _ := l.Acquire(ctx)
+					p.Done(nil)
+				},
+			} {
+				if n := testing.AllocsPerRun(1000, f); n != 0 {
+					t.Errorf("%s: admitted call allocates %v times, want 0", name, n)
+				}
 			}
 		})
 	}
+	t.Run("rejected", func(t *testing.T) {
+		for _, mode := range []backpressure.Mode{backpressure.Shed, backpressure.Wait} {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				l := mustNew(t, backpressure.Config{Capacity: 1, Mode: mode})
+				p, err := l.Acquire(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Done(nil)
+				if mode == backpressure.Wait {
+					// Fill the queue (MaxQueue defaults to the capacity, 1)
+					// so that the next call is shed at once.
+					wctx, wcancel := context.WithCancel(ctx)
+					done := make(chan struct{})
+					go func() { l.Acquire(wctx); close(done) }()
+					synctest.Wait()
+					defer func() { wcancel(); <-done }()
+				}
+				m := middleware.Apply(noop, backpressure.Middleware[int, int](l))
+				if n := testing.AllocsPerRun(1000, func() { m(ctx, 1) }); n != 0 {
+					t.Errorf("%v: shed call allocates %v times, want 0", mode, n)
+				}
+				if n := testing.AllocsPerRun(1000, func() { l.Acquire(ctx) }); n != 0 {
+					t.Errorf("%v: shed Acquire allocates %v times, want 0", mode, n)
+				}
+				if got := l.Stats().Rejected; got != 2002 {
+					t.Errorf("%v: Stats().Rejected = %d, want 2002", mode, got)
+				}
+			})
+		}
+	})
 }
 
-func TestShedErrorMessageHasPackagePrefix(t *testing.T) {
-	for _, err := range []error{backpressure.ErrShed, backpressure.ErrNilLimiter, &backpressure.ShedError{}, &backpressure.WeightError{}} {
+func TestErrorsHavePackagePrefix(t *testing.T) {
+	for _, err := range []error{backpressure.ErrShed, &backpressure.WeightError{}} {
 		if !strings.HasPrefix(err.Error(), "backpressure: ") {
 			t.Errorf("%q does not start with the package name", err)
 		}
 	}
 }
 
-// The retry package's contract: an error with a Retryable() bool method
-// classifies itself. Sheds and bad weights are not worth retrying.
-func TestErrorsAreNotRetryable(t *testing.T) {
-	type retryable interface {
+// The method contracts: an error with a Retryable() bool method classifies
+// itself for retry; one with Rejected() bool tells a breaker the call never
+// reached the downstream. Sheds and bad weights are not worth retrying and
+// are local rejections, also when wrapped.
+func TestErrorContracts(t *testing.T) {
+	type contract interface {
 		error
 		Retryable() bool
+		Rejected() bool
 	}
 	for _, err := range []error{
-		&backpressure.ShedError{Depth: 1, Capacity: 1, Weight: 1},
-		fmt.Errorf("query: %w", &backpressure.ShedError{}),
+		backpressure.ErrShed,
+		fmt.Errorf("query: %w", backpressure.ErrShed),
 		&backpressure.WeightError{Weight: 9, Capacity: 1},
 	} {
-		r, ok := errors.AsType[retryable](err)
-		if !ok {
-			t.Errorf("%v has no Retryable method in its chain", err)
+		var c contract
+		if !errors.As(err, &c) {
+			t.Errorf("%v has no Retryable and Rejected methods in its chain", err)
 			continue
 		}
-		if r.Retryable() {
-			t.Errorf("%v reports Retryable() = true, want false", err)
+		if c.Retryable() || !c.Rejected() {
+			t.Errorf("%v: Retryable() = %v, Rejected() = %v; want false, true", err, c.Retryable(), c.Rejected())
 		}
 	}
 }

@@ -2,52 +2,29 @@ package backpressure_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
-	"golang.org/x/sync/semaphore"
 )
 
 var sink int
 
 func noop(_ context.Context, in int) (int, error) { return in, nil }
 
-// BenchmarkAdmit compares the admitted path with the raw primitive it
-// replaces: a semaphore.Weighted TryAcquire and Release around the same
-// stage call. Run them in one invocation and compare the ratio.
+func mustNewB(b *testing.B, cfg backpressure.Config) *backpressure.Limiter {
+	l, err := backpressure.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// BenchmarkAdmit measures the admitted path: one call through the
+// middleware around a noop stage. (The baselines against
+// golang.org/x/sync/semaphore live in internal/benchcmp.)
 func BenchmarkAdmit(b *testing.B) {
 	ctx := context.Background()
-	b.Run("baseline=semaphore.TryAcquire+Release", func(b *testing.B) {
-		sem := semaphore.NewWeighted(64)
-		stage := middleware.Stage[int, int](noop)
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			if !sem.TryAcquire(1) {
-				b.Fatal("TryAcquire failed")
-			}
-			sink, _ = stage(ctx, i)
-			sem.Release(1)
-		}
-	})
-	// The design the Limiter replaced: the semaphore plus an atomic
-	// counter beside it, so that the depth can be read.
-	b.Run("alternative=semaphore+atomic-depth", func(b *testing.B) {
-		sem := semaphore.NewWeighted(64)
-		var depth atomic.Int64
-		stage := middleware.Stage[int, int](noop)
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			if !sem.TryAcquire(1) {
-				b.Fatal("TryAcquire failed")
-			}
-			depth.Add(1)
-			sink, _ = stage(ctx, i)
-			depth.Add(-1)
-			sem.Release(1)
-		}
-	})
 	for _, bc := range []struct {
 		name string
 		cfg  backpressure.Config
@@ -55,14 +32,14 @@ func BenchmarkAdmit(b *testing.B) {
 		{"mode=shed", backpressure.Config{}},
 		{"mode=wait", backpressure.Config{Mode: backpressure.Wait}},
 		{"mode=shed/soft-limit", backpressure.Config{SoftLimit: 32}},
+		{"mode=shed/observer", backpressure.Config{Observer: middleware.ObserverFunc(func(context.Context, middleware.Event) {})}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			l, err := backpressure.New(64, bc.cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
+			bc.cfg.Capacity = 64
+			l := mustNewB(b, bc.cfg)
 			stage := middleware.Apply(noop, backpressure.Middleware[int, int](l))
 			b.ReportAllocs()
+			var err error
 			for i := 0; b.Loop(); i++ {
 				if sink, err = stage(ctx, i); err != nil {
 					b.Fatal(err)
@@ -71,43 +48,36 @@ func BenchmarkAdmit(b *testing.B) {
 		})
 	}
 	b.Run("weighted", func(b *testing.B) {
-		l, err := backpressure.New(64, backpressure.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		l := mustNewB(b, backpressure.Config{Capacity: 64})
 		stage := middleware.Apply(noop, backpressure.Weighted[int, int](l, func(int) int64 { return 2 }))
 		b.ReportAllocs()
+		var err error
 		for i := 0; b.Loop(); i++ {
 			if sink, err = stage(ctx, i); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+	b.Run("acquire+done", func(b *testing.B) {
+		l := mustNewB(b, backpressure.Config{Capacity: 64})
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			p, err := l.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sink, _ = noop(ctx, i)
+			p.Done(nil)
+		}
+	})
 }
 
-// BenchmarkAdmitParallel measures the admitted path with both cores
-// contending, beside the raw semaphore doing the same.
+// BenchmarkAdmitParallel measures the admitted path with every core
+// contending on one Limiter.
 func BenchmarkAdmitParallel(b *testing.B) {
 	ctx := context.Background()
-	b.Run("baseline=semaphore.TryAcquire+Release", func(b *testing.B) {
-		sem := semaphore.NewWeighted(1 << 20)
-		stage := middleware.Stage[int, int](noop)
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if !sem.TryAcquire(1) {
-					panic("TryAcquire failed")
-				}
-				_, _ = stage(ctx, 1)
-				sem.Release(1)
-			}
-		})
-	})
 	b.Run("limiter", func(b *testing.B) {
-		l, err := backpressure.New(1<<20, backpressure.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		l := mustNewB(b, backpressure.Config{Capacity: 1 << 20})
 		stage := middleware.Apply(noop, backpressure.Middleware[int, int](l))
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -120,30 +90,31 @@ func BenchmarkAdmitParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkShed measures a rejected call: it allocates its *ShedError.
+// BenchmarkShed measures a rejected call: with no observer it allocates
+// nothing (ErrShed is a sentinel).
 func BenchmarkShed(b *testing.B) {
-	l, err := backpressure.New(1, backpressure.Config{})
-	if err != nil {
-		b.Fatal(err)
+	for _, bc := range []struct {
+		name string
+		obs  middleware.Observer
+	}{
+		{"observer=nil", nil},
+		{"observer=noop", middleware.ObserverFunc(func(context.Context, middleware.Event) {})},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := mustNewB(b, backpressure.Config{Capacity: 1, Observer: bc.obs})
+			ctx := context.Background()
+			p, err := l.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Done(nil)
+			stage := middleware.Apply(noop, backpressure.Middleware[int, int](l))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := stage(ctx, 1); err == nil {
+					b.Fatal("admitted at capacity")
+				}
+			}
+		})
 	}
-	block := make(chan struct{})
-	started := make(chan struct{})
-	hold := middleware.Apply(func(context.Context, int) (int, error) {
-		close(started)
-		<-block
-		return 0, nil
-	}, backpressure.Middleware[int, int](l))
-	done := make(chan struct{})
-	go func() { hold(context.Background(), 0); close(done) }()
-	<-started
-	stage := middleware.Apply(noop, backpressure.Middleware[int, int](l))
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := stage(ctx, 1); err == nil {
-			b.Fatal("admitted at capacity")
-		}
-	}
-	close(block)
-	<-done
 }

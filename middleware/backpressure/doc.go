@@ -6,22 +6,30 @@
 // [Middleware] (each call weighs 1) or [Weighted] (each call weighs what a
 // func of its input says):
 //
-//	db, err := backpressure.New(32, backpressure.Config{SoftLimit: 24, Logger: logger})
+//	db, err := backpressure.New(backpressure.Config{Name: "db", Capacity: 32, SoftLimit: 24, Observer: obs})
 //	...
 //	query := middleware.Apply(rawQuery, backpressure.Middleware[Query, Rows](db))
 //	insert := middleware.Apply(rawInsert, backpressure.Weighted[[]Row, int](db, batchSize))
 //
+// Work that is not a stage takes a [Permit] with [Limiter.Acquire] (or
+// [Limiter.AcquireN] for a weight) and finishes it with [Permit.Done]:
+//
+//	p, err := db.Acquire(ctx)
+//	if err != nil {
+//		return err // backpressure.ErrShed, or ctx.Err()
+//	}
+//	defer p.Done(nil)
+//
 // # Admission
 //
 // A call is admitted while the weight in flight plus its own weight stays
-// within the capacity, and its slot is released when the stage returns —
-// exactly once, also when the stage panics. What happens at capacity
-// depends on [Config].Mode:
+// within Config.Capacity, and its weight goes back when the stage returns
+// — exactly once, also when the stage panics. What happens at capacity
+// depends on Config.Mode:
 //
-//   - [Shed] (the default) fails the call at once with a *[ShedError] that
-//     carries the depth and capacity and unwraps to [ErrShed].
+//   - [Shed] (the default) fails the call at once with [ErrShed].
 //   - [Wait] queues the call until a slot frees, for at most MaxWait and
-//     behind at most MaxQueue others, and then sheds it.
+//     behind at most MaxQueue others, and then sheds it with [ErrShed].
 //
 // The queue is first in, first out: while a call waits, a new call queues
 // behind it even if it would fit, so a heavy call is never starved by a
@@ -34,60 +42,58 @@
 //
 // # Soft limit
 //
-// Config.SoftLimit is a depth, below the capacity, at which the limiter
-// warns but still admits: each time an admitted call takes the depth from
-// below SoftLimit to SoftLimit or above, OnSoftLimit is called and a
-// warning is logged. [Limiter.Depth], [Limiter.Queued] and
-// [Limiter.SoftLimitRatio] can be read at any time, for metrics.
+// Config.SoftLimit is a weight in flight, below the capacity, at which the
+// limiter still admits but changes state: from [StateNormal] to
+// [StateOverSoftLimit] when the weight in flight rises to the soft limit,
+// and back when it falls below. Each change is one
+// [middleware.StateChanged] event, not one event per call above the line.
 //
-// # Counting
+// # Observing
 //
-// Config.Counter, a *[Counter], counts admitted, queued, shed and
-// cancelled calls; [Counter.Stats] returns a snapshot. Package otelbrace
-// publishes it with the gauges above as OpenTelemetry metrics. Counting is
-// off by default. Log records and hooks are listed in
-// docs/observability.md.
+// Config.Observer receives [middleware.Rejected] events (Reason "shed" or
+// "weight"), [middleware.Waited] events for calls admitted after queueing,
+// and the soft limit's StateChanged events; docs/backpressure.md lists
+// their fields. [Limiter.Stats] returns the weight in flight, the queue
+// length, the capacity and the counts of rejected and waited calls.
+// No observer is called while a lock is held, nor between an admission and
+// the code that guarantees its release: an observer that panics or calls
+// back into the Limiter cannot lose a slot or deadlock it.
 //
 // # Defaults and the zero value
 //
-// The capacity is an argument of [New], between 1 and [MaxCapacity]; there
-// is no default, since only the caller knows what the protected resource
-// can take. The zero [Config] is Shed mode, no soft limit, no hooks, no
-// logging. In Wait mode a zero MaxWait means a call waits as long as its
-// context allows, and a zero MaxQueue means the capacity. Invalid values
-// are rejected by New with an error naming the field. The zero Limiter is
-// not usable; use New.
+// Capacity, between 1 and [MaxCapacity], has no default: only the caller
+// knows what the protected resource can take, and New returns an error
+// naming it when it is missing. Every other field's zero value is its
+// default: Shed mode, no soft limit, no observer. In Wait mode a zero
+// MaxWait means a call waits as long as its context allows, and a zero
+// MaxQueue means the capacity. Invalid values are rejected by New with an
+// error naming the field. The zero Limiter is not usable; use New.
 //
-// # Retry
+// # Errors
 //
-// A *ShedError means "too busy now". Retrying it at once adds load where
-// there is too much already, so ShedError and WeightError have a method
-// Retryable() bool that reports false: the retry package's default
-// classification does not retry them, without either package importing
-// the other (see docs/backpressure.md for where each sits in a chain).
+// [ErrShed] is a plain sentinel, so a shed call allocates nothing. It and
+// *[WeightError] have a method Rejected() bool that reports true (the call
+// never reached the downstream, so a circuit breaker does not count it)
+// and a method Retryable() bool that reports false (retrying a shed at once
+// adds load where there is too much already), so the breaker and retry
+// packages classify them without importing this one.
 //
 // # Concurrency
 //
-// A Limiter is safe for concurrent use. Hooks run on the caller's
-// goroutine, outside any lock, and may call the Limiter's methods.
+// A Limiter is safe for concurrent use.
 //
 // # Cost
 //
 // The Limiter is a weighted semaphore with the semantics of
-// golang.org/x/sync/semaphore, but admission is one compare-and-swap on a
-// word that packs the weight in flight with the number of waiters, so the
-// depth costs nothing extra and the uncontended path takes no lock. The
-// admitted path allocates nothing (TestAllocs). Measured on a 2-core AMD
-// EPYC (BenchmarkAdmit, one run, noop stage): 15.6 ns per call in Shed or
-// Wait mode, against 22.3 ns for a raw semaphore.Weighted TryAcquire and
-// Release around the same stage. With both cores hammering one Limiter
-// (BenchmarkAdmitParallel) the compare-and-swap contends: 35 ns against
-// 26 ns for the raw semaphore. A shed call allocates its *ShedError (48 B,
-// 21 ns); a queued call allocates its waiter and, with MaxWait, a timer.
-//
-// A nil Config.Counter leaves the admitted path as it is (15 ns against
-// 23 ns for the raw semaphore, same run). A Counter adds one atomic add
-// and no allocation (TestCounterAllocs): 20 ns, 0.86× the semaphore
-// (BenchmarkAdmitCounter). With both cores on one Limiter and one Counter,
-// 31 ns.
+// golang.org/x/sync/semaphore, on one word that packs the weight in flight
+// with the number of waiters. A call of weight 1 with no soft limit is
+// admitted by one atomic load and one atomic add, which never retries, so
+// that two CPUs do not make each other fail as they would with a
+// compare-and-swap; a heavier call, or one with a soft limit, by a
+// compare-and-swap. Release is one atomic add. The uncontended path takes
+// no lock and allocates nothing, and Stats costs nothing on the call path.
+// A shed call allocates nothing, only reads the word, and adds one atomic
+// add to count it. A queued call allocates its
+// place in the queue and, with MaxWait, a timer. Measured numbers are in
+// docs/performance.md.
 package backpressure

@@ -13,7 +13,7 @@ import (
 	"github.com/brace-go/brace/middleware/backpressure"
 )
 
-// FuzzNew checks the validator: any capacity and Config yield a working
+// FuzzNew checks the validator: any Config yields a working
 // limiter or an error that starts with "backpressure: " and names the
 // field at fault, never a panic. A working limiter runs calls up to its
 // capacity at once, never more, and is empty when they have ended.
@@ -31,17 +31,17 @@ func FuzzNew(f *testing.F) {
 	f.Add(int64(2), uint8(0), int64(0), 0, int64(2))
 	f.Add(int64(2), uint8(0), int64(0), 0, int64(-2))
 	f.Fuzz(func(t *testing.T, capacity int64, mode uint8, maxWait int64, maxQueue int, soft int64) {
-		cfg := backpressure.Config{Mode: backpressure.Mode(mode), MaxWait: time.Duration(maxWait), MaxQueue: maxQueue, SoftLimit: soft}
-		l, err := backpressure.New(capacity, cfg)
+		cfg := backpressure.Config{Capacity: capacity, Mode: backpressure.Mode(mode), MaxWait: time.Duration(maxWait), MaxQueue: maxQueue, SoftLimit: soft}
+		l, err := backpressure.New(cfg)
 		if err != nil {
 			if l != nil {
-				t.Fatalf("capacity %d, %+v: New returned a limiter and the error %v", capacity, cfg, err)
+				t.Fatalf("%+v: New returned a limiter and the error %v", cfg, err)
 			}
-			wantFieldError(t, err, "backpressure: ", "capacity", "Mode", "MaxWait", "MaxQueue", "SoftLimit")
+			wantFieldError(t, err, "backpressure: ", "Capacity", "Mode", "MaxWait", "MaxQueue", "SoftLimit")
 			return
 		}
-		if l.Capacity() != capacity {
-			t.Fatalf("Capacity() = %d, want %d", l.Capacity(), capacity)
+		if got := l.Stats().Capacity; got != capacity {
+			t.Fatalf("Stats().Capacity = %d, want %d", got, capacity)
 		}
 		// Offer more calls than the capacity, all at once, each holding
 		// its slot for a while.
@@ -78,8 +78,8 @@ func FuzzNew(f *testing.F) {
 			if most > capacity {
 				t.Fatalf("%d calls in flight, capacity %d", most, capacity)
 			}
-			if d := l.Depth(); d != 0 {
-				t.Fatalf("Depth() = %d after every call ended", d)
+			if st := l.Stats(); st.InFlight != 0 || st.Queued != 0 {
+				t.Fatalf("Stats() = %+v after every call ended", st)
 			}
 		})
 	})

@@ -76,13 +76,6 @@ func (s *Script[In, Out]) Stage(ctx context.Context, in In) (Out, error) {
 	return st.Out, st.Err
 }
 
-// Calls returns the number of calls so far.
-func (s *Script[In, Out]) Calls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.inputs)
-}
-
 // Inputs returns a copy of the inputs of the calls so far, in arrival
 // order.
 func (s *Script[In, Out]) Inputs() []In {

@@ -22,14 +22,7 @@ func opened(tb testing.TB) *breaker.Breaker {
 	return b
 }
 
-func mustNewTB(tb testing.TB, cfg breaker.Config) *breaker.Breaker {
-	tb.Helper()
-	b, err := breaker.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
+func mustNewTB(tb testing.TB, cfg breaker.Config) *breaker.Breaker { return mustNew(tb, cfg) }
 
 // stages returns the guarded stages whose success paths are measured.
 func stages(tb testing.TB) map[string]middleware.Stage[int, int] {
@@ -62,9 +55,26 @@ func TestAllocs(t *testing.T) {
 	t.Run("TwoStep", func(t *testing.T) {
 		b := mustNewTB(t, breaker.Config{})
 		if n := testing.AllocsPerRun(1000, func() {
-			tk, err := b.Allow(ctx)
-			b.Done(ctx, tk, err)
+			p, err := b.Acquire(ctx)
+			p.Done(err)
 		}); n != 0 {
+			t.Errorf("%v allocations per call, want 0", n)
+		}
+	})
+	t.Run("TwoStepRejected", func(t *testing.T) {
+		b := opened(t)
+		if n := testing.AllocsPerRun(1000, func() {
+			if _, err := b.Acquire(ctx); err == nil {
+				t.Fatal("admitted")
+			}
+		}); n != 0 {
+			t.Errorf("%v allocations per rejection, want 0", n)
+		}
+	})
+	t.Run("SharedClosed", func(t *testing.T) {
+		s := middleware.Apply(ok, breaker.Middleware[int, int](mustNewTB(t, breaker.Config{Store: breaker.NewMemoryStore(), StoreSync: time.Hour})))
+		s(ctx, 0) // the first call reads the store
+		if n := testing.AllocsPerRun(1000, func() { s(ctx, 0) }); n != 0 {
 			t.Errorf("%v allocations per call, want 0", n)
 		}
 	})

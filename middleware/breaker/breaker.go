@@ -4,18 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/brace-go/brace/middleware"
 )
 
 // Config configures a [Breaker]. The zero value is a consecutive-failure
 // breaker that opens after 5 failures in a row, stays open 30s, then lets
-// one probe through.
+// one probe through, with its state in memory and no observer.
 type Config struct {
-	// Name names the guarded service in errors and logs.
+	// Name names the guarded service in errors and events.
 	Name string
+	// Observer, when set, receives the breaker's events (see the Events
+	// section of the package documentation). Nil observes nothing.
+	Observer middleware.Observer
 
 	// Threshold is the number of consecutive failures that opens the
 	// breaker (consecutive mode). Default 5; negative is an error. It
@@ -45,9 +49,12 @@ type Config struct {
 	// OpenTimeout is how long the breaker stays open before it lets
 	// probes through. Default 30s.
 	OpenTimeout time.Duration
-	// OpenDelay, when set, is asked for the open time when a failure
-	// opens the breaker, with that failure's error; a result <= 0 means
-	// OpenTimeout. Use it to honour a Retry-After hint.
+	// OpenDelay, when set, is asked for the open time with the error of
+	// every failure, outside any lock; its answer is used if that failure
+	// opens the breaker, and a result <= 0 means OpenTimeout. Use it to
+	// honour a Retry-After hint. A huge result keeps the breaker open
+	// that long (time arithmetic saturates). If it panics, the failure is
+	// recorded with OpenTimeout and the panic goes on to the caller.
 	OpenDelay func(err error) time.Duration
 
 	// HalfOpenProbes is the number of calls admitted in half-open state.
@@ -57,35 +64,31 @@ type Config struct {
 	// breaker; one failing probe opens it again. Default HalfOpenProbes;
 	// it must be between 1 and HalfOpenProbes.
 	SuccessThreshold int
+	// ProbeTimeout is the lease of a half-open probe slot: once every
+	// slot is taken and ProbeTimeout has passed since the last one was
+	// taken, the slots of probes that have not succeeded are given to new
+	// probes, so a probe whose result never arrives (a lost reply, a
+	// crashed process, a Permit never finished) cannot keep the breaker
+	// half-open for ever. A late result of such a probe still counts.
+	// Default 10s; it must be positive. Set it above the longest call you
+	// expect, or a slow probe lets a second probe through.
+	ProbeTimeout time.Duration
 
 	// Classify maps a call's error to an Outcome. Default
 	// [DefaultClassify]: nil is a success, context.Canceled is ignored,
-	// any other error is a failure.
+	// any other error is a failure. It is called outside any lock; if it
+	// panics, the result is recorded as a failure and the panic goes on
+	// to the caller.
 	Classify func(err error) Outcome
-
-	// OnStateChange, when set, is called after every state change, in the
-	// order the changes happened, outside any lock, with the counts of the
-	// generation that ended. It may call back into the breaker.
-	OnStateChange func(from, to State, counts Counts)
-	// OnStoreError, when set, is called when the Store fails and the
-	// breaker falls back to its local state.
-	OnStoreError func(err error)
-	// Logger, when set, receives state changes (info; warn when opening)
-	// and store errors (warn). Nil is silent.
-	Logger *slog.Logger
 
 	// Store, when set, holds the state shared with other breakers (see
 	// [Store]). Nil keeps the state in this breaker, the fastest.
 	Store Store
 	// StoreSync is how long the breaker serves calls from its local view of
-	// the Store before it reads the store again, and how long it waits after
-	// a store error before trying the store again. Default 1s.
+	// the Store before it reads the store again, how long it waits after
+	// a store error before trying the store again, and the time bound of a
+	// background refresh started by [Breaker.State]. Default 1s.
 	StoreSync time.Duration
-
-	// Counter, when set, counts results, rejections and state changes
-	// (see [Counter]). Nil means no counting, at the cost of one nil
-	// check per call.
-	Counter *Counter
 }
 
 // DefaultClassify is the classifier used when Config.Classify is nil: nil
@@ -134,42 +137,52 @@ func rejected(err error) bool {
 }
 
 // Breaker is a circuit breaker guarding one downstream. Build it with
-// [New]; use it through [Middleware] or with [Breaker.Allow] and
-// [Breaker.Done]. It is safe for concurrent use.
+// [New]; use it through [Middleware] or with [Breaker.Acquire] and
+// [Permit.Done]. It is safe for concurrent use.
+//
+// Its state lives in one of two places. Without a Store, the machine in
+// the breaker is the state (local.go). With one, the store holds it and
+// the machine is this process's view of it and its fallback while the
+// store fails (shared.go). The rules themselves are in one place, the
+// machine's step (state.go), which MemoryStore runs too.
 type Breaker struct {
-	// Read on every call.
-	view    atomic.Pointer[view]
-	fails   atomic.Int64 // consecutive failures as last seen: a success must reset them
-	synced  atomic.Int64 // store mode: when the view was last read from the store
-	retryAt atomic.Int64 // store mode: no store operation before this time (after an error)
-	pending atomic.Int64 // store, rate mode: successes not yet sent to the store
+	// Read on every call: after a cache line of padding, so that the
+	// end of the object before this one in memory, which other
+	// goroutines may write, does not share their line.
+	_     [64]byte
+	view  atomic.Pointer[view]
+	fails atomic.Int64 // consecutive failures as last seen: a success must reset them
+	_     [48]byte
+	// Rate mode: the bucketRef of the current bucket of the window while a
+	// timer vouches for it, 0 when the clock must be read (bucketNow).
+	// Written once per bucket: on a cache line of its own.
+	coarse atomic.Uint64
+	_      [56]byte
+	// Written by every rejection: striped, on cache lines of their own,
+	// so that rejections do not slow the reads of view and fails, nor
+	// each other on different CPUs.
+	rejected stripedCounter
 
 	policy   Policy
 	base     time.Time // origin of the breaker's clock, see now
 	name     string
+	obs      middleware.Observer
 	slow     int64 // SlowCallDuration in ns; 0 = not measured
-	sync     int64
 	rate     bool
 	classify func(error) Outcome
 	// nilIsSuccess: classify is DefaultClassify, so a nil error is a
 	// success without calling it.
 	nilIsSuccess bool
-	delay        func(error) time.Duration
-	onChange     func(from, to State, counts Counts)
-	onStore      func(error)
-	log          *slog.Logger
-	store        Store
-	counter      *Counter
+	// fast: what view.fast is in Closed state.
+	fast  uint8
+	delay func(error) time.Duration
+	sh    *shared // nil without a Store
 
-	// Store mode: snapshots adopted, so that a reply that arrives after a
-	// newer one is not adopted over it (see adopt). Written under mu.
-	adopts atomic.Uint64
-
-	mu         sync.Mutex
-	m          machine // without a store: the state; with one: the fallback
-	seq        uint64  // store mode: Seq of the last snapshot adopted
-	events     []transition
-	delivering bool
+	mu          sync.Mutex
+	m           machine // without a store: the state; with one: the view and the fallback
+	transitions uint64  // state changes, for Stats
+	events      []queued
+	delivering  bool
 }
 
 // view is what the fast paths read: one atomic load gives a consistent
@@ -177,26 +190,61 @@ type Breaker struct {
 // is allocated only when the state changes.
 type view struct {
 	state State
+	// fast: Closed state on the local path with the default classifier
+	// and no slow-call measure, where a call needs no Permit (see
+	// Middleware): fastConsecutive or fastRate; 0 otherwise.
+	fast  uint8
+	local bool // store mode: state decided locally after a store error
 	gen   uint64
 	until int64 // Open: when probes may start, on the breaker's clock
 	err   *OpenError
-	local bool // store mode: state decided locally after a store error
+	// near (Open, local path) is set by a timer armed when the view is
+	// published, a little before until (see openHint). Until it is set
+	// the open time cannot have passed, so a rejection needs no clock
+	// read; once it is set, the clock decides, so the move to half-open
+	// happens exactly at until.
+	near atomic.Bool
+	// A view is read by every call: padded to 128 bytes, a size class
+	// whose objects start on a cache line and fill two, so that no other
+	// object written by other goroutines shares a line with it. (A view
+	// is allocated only when the state changes.)
+	_ [80]byte
 }
 
-// Ticket is the permission to make one call, returned by [Breaker.Allow]
-// and handed back to [Breaker.Done] or [Breaker.Record]. It is a small
-// value: it ties the result to the generation it was admitted in, tells
-// whether it holds a probe slot, and carries the start time when slow
-// calls are measured. The zero Ticket is ignored by Done and Record.
-type Ticket struct {
-	gen   uint64
-	start int64
-	probe bool
-	local bool
+// The kinds of view.fast.
+const (
+	fastConsecutive = 1 + iota
+	fastRate
+)
+
+// fastIn is view.fast for a view in state s.
+func (b *Breaker) fastIn(s State) uint8 {
+	if s != Closed {
+		return 0
+	}
+	return b.fast
+}
+
+// effective is the state at time now: an open breaker whose open time has
+// passed is half-open (the machine moves there at the next operation).
+func (v *view) effective(now int64) State {
+	if v.state == Open && now >= v.until {
+		return HalfOpen
+	}
+	return v.state
+}
+
+// queued is a state change waiting to be delivered to the observer.
+type queued struct {
+	ctx    context.Context
+	t      transition
+	reason string
+	err    error
 }
 
 // New returns a breaker configured by cfg, or an error naming the field
-// and the rule when cfg is invalid.
+// and the rule when cfg is invalid. With a Store, New binds it to the
+// breaker's [Policy] ([Store.Bind]) and returns its error if it refuses.
 func New(cfg Config) (*Breaker, error) {
 	p, err := cfg.policy()
 	if err != nil {
@@ -206,26 +254,32 @@ func New(cfg Config) (*Breaker, error) {
 		policy:   p,
 		base:     time.Now(),
 		name:     cfg.Name,
+		obs:      cfg.Observer,
 		slow:     int64(cfg.SlowCallDuration),
-		sync:     int64(cfg.StoreSync),
 		rate:     p.Threshold == 0,
 		classify: cfg.Classify,
 		delay:    cfg.OpenDelay,
-		onChange: cfg.OnStateChange,
-		onStore:  cfg.OnStoreError,
-		log:      cfg.Logger,
-		store:    cfg.Store,
-		counter:  cfg.Counter,
 	}
 	if b.classify == nil {
 		b.classify, b.nilIsSuccess = DefaultClassify, true
 	}
-	if b.sync == 0 {
-		b.sync = int64(time.Second)
-	}
 	b.m = newMachine(&b.policy)
-	b.view.Store(&view{state: Closed, gen: 1})
-	b.synced.Store(-b.sync) // stale: the first call reads the store
+	if b.rate && cfg.Store == nil {
+		b.m.addStripes()
+	}
+	if cfg.Store != nil {
+		if err := cfg.Store.Bind(p); err != nil {
+			return nil, fmt.Errorf("breaker: Store.Bind refused the policy: %w", err)
+		}
+		b.sh = newShared(b, cfg.Store, cfg.StoreSync)
+	}
+	if b.sh == nil && b.nilIsSuccess && b.slow == 0 {
+		b.fast = fastConsecutive
+		if b.rate {
+			b.fast = fastRate
+		}
+	}
+	b.view.Store(&view{state: Closed, gen: 1, fast: b.fast})
 	return b, nil
 }
 
@@ -239,6 +293,7 @@ func (c *Config) policy() (Policy, error) {
 		OpenTimeout:      c.OpenTimeout,
 		Probes:           c.HalfOpenProbes,
 		SuccessThreshold: c.SuccessThreshold,
+		ProbeLease:       c.ProbeTimeout,
 	}
 	fail := func(format string, args ...any) (Policy, error) {
 		return Policy{}, fmt.Errorf("breaker: "+format, args...)
@@ -268,6 +323,8 @@ func (c *Config) policy() (Policy, error) {
 		return fail("OpenTimeout must be positive, got %v", c.OpenTimeout)
 	case c.HalfOpenProbes < 0:
 		return fail("HalfOpenProbes must be at least 1, got %d", c.HalfOpenProbes)
+	case c.ProbeTimeout < 0:
+		return fail("ProbeTimeout must be positive, got %v", c.ProbeTimeout)
 	case c.StoreSync < 0:
 		return fail("StoreSync must be positive, got %v", c.StoreSync)
 	}
@@ -304,296 +361,205 @@ func (c *Config) policy() (Policy, error) {
 	if p.SuccessThreshold < 1 || p.SuccessThreshold > p.Probes {
 		return fail("SuccessThreshold must be between 1 and HalfOpenProbes (%d), got %d", p.Probes, p.SuccessThreshold)
 	}
+	if p.ProbeLease == 0 {
+		p.ProbeLease = 10 * time.Second
+	}
 	return p, nil
 }
 
 // now is the breaker's clock: monotonic nanoseconds since New.
 func (b *Breaker) now() int64 { return int64(time.Since(b.base)) }
 
-// Allow asks permission for one call. It returns a Ticket to hand to
-// [Breaker.Done] or [Breaker.Record] when the call ends, or an
-// [*OpenError] (matching [ErrOpen]) when the call must not be made; then
-// there is nothing to report. ctx is passed to the Store, if any.
-func (b *Breaker) Allow(ctx context.Context) (Ticket, error) {
-	v := b.view.Load()
-	if b.store == nil {
-		switch v.state {
-		case Closed, ForcedClosed:
-			t := Ticket{gen: v.gen}
-			if b.slow > 0 {
-				t.start = b.now()
-			}
-			return t, nil
-		case ForcedOpen:
-			return b.reject(v.err)
-		case Open:
-			if b.now() < v.until {
-				return b.reject(v.err)
-			}
-		}
-	} else {
-		now := b.now()
-		// The view is fresh while it is younger than StoreSync. A view
-		// decided locally after a store error stays fresh only until it
-		// is time to try the store again, so shared operation resumes
-		// when the store comes back, in any state.
-		fresh := now-b.synced.Load() < b.sync || (v.local && now < b.retryAt.Load())
-		switch {
-		case fresh && (v.state == Closed || v.state == ForcedClosed):
-			return Ticket{gen: v.gen, start: now, local: v.local}, nil
-		case fresh && v.state == ForcedOpen, fresh && v.state == Open && now < v.until:
-			return b.reject(v.err)
-		}
-	}
-	return b.allowSlow(ctx)
+// Permit is the permission to make one call, returned by
+// [Breaker.Acquire]; finish it with [Permit.Done]. It is a small value:
+// it ties the result to the state generation it was admitted in, tells
+// whether it holds a half-open probe slot, and carries the start time when
+// slow calls are measured. Done zeroes it, so a second Done does nothing;
+// the zero Permit's Done does nothing.
+type Permit struct {
+	b     *Breaker
+	ctx   context.Context // the call's: for the Store and the Observer
+	gen   uint64
+	start int64
+	probe bool
+	local bool // store mode: admitted by the local fallback
 }
 
-// reject refuses a call with err, counting it.
-func (b *Breaker) reject(err *OpenError) (Ticket, error) {
-	if b.counter != nil {
-		b.counter.rejections.Add(1)
-	}
-	return Ticket{}, err
+// Acquire asks permission for one call. It returns a Permit to finish with
+// [Permit.Done] when the call ends, or an [*OpenError] (matching
+// [ErrOpen]) when the call must not be made; then there is nothing to
+// finish. A ctx that has already ended gets ctx.Err() and takes nothing.
+// ctx is given to the Store, if any, and to the Observer.
+func (b *Breaker) Acquire(ctx context.Context) (p Permit, err error) {
+	err = b.acquire(ctx, &p)
+	return p, err
 }
 
-func (b *Breaker) allowSlow(ctx context.Context) (Ticket, error) {
-	s, local := b.apply(ctx, Op{Kind: OpAcquire})
-	if !s.Admitted {
-		return b.reject(b.rejection(&s))
-	}
-	return Ticket{gen: s.Gen, start: b.now(), probe: s.Probe, local: local}, nil
-}
-
-// rejection returns the error for a call that s did not admit. It is the
-// view's error, shared by every rejection in that state, unless the view
-// admits calls: another goroutine published a newer state (closed) between
-// this operation and now. Then the error describes s.
-func (b *Breaker) rejection(s *Snapshot) *OpenError {
-	if err := b.view.Load().err; err != nil {
-		return err
-	}
-	e := &OpenError{Name: b.name, State: s.State}
-	if s.State == Open {
-		e.Until = time.Now().Add(s.RetryAfter)
-	}
-	return e
-}
-
-// Done reports the end of a call admitted by [Breaker.Allow], classifying
-// err with Config.Classify. Call it exactly once per Ticket, also when the
-// call panicked (as a failure), or a half-open probe slot stays taken.
-// Results of calls admitted before the state last changed do not count
-// against the new state. ctx is passed, without its cancellation, to the
-// Store if one is set.
-func (b *Breaker) Done(ctx context.Context, t Ticket, err error) {
-	o := Success
-	if err != nil || !b.nilIsSuccess {
-		o = b.classify(err)
-	}
-	b.record(ctx, t, o, err)
-}
-
-// Record is [Breaker.Done] with an outcome the caller classified itself.
-func (b *Breaker) Record(ctx context.Context, t Ticket, o Outcome) {
-	b.record(ctx, t, o, nil)
-}
-
-func (b *Breaker) record(ctx context.Context, t Ticket, o Outcome, err error) {
-	if t.gen == 0 {
+// Done reports the end of the call, classifying err with Config.Classify:
+// a success, a failure or nothing (ignored; an ignored probe gives its
+// slot back). Finish every Permit, also when the call panicked (as a
+// failure, as [Middleware] does), or a half-open probe slot stays taken
+// until its lease (Config.ProbeTimeout) runs out. A result of a call
+// admitted before the state last changed does not count against the new
+// state. Done zeroes p.
+func (p *Permit) Done(err error) {
+	b := p.b
+	if b == nil {
 		return
 	}
-	if b.counter != nil {
-		b.counter.result(o)
+	if err == nil && b.nilIsSuccess && !p.probe && !b.rate && b.fails.Load() == 0 {
+		// The fast path, with or without a store: a success in consecutive
+		// mode with no failure streak to reset changes nothing.
+		*p = Permit{}
+		return
 	}
-	var now int64
-	slow := false
-	if b.rate {
-		now = b.now()
-		slow = b.slow > 0 && now-t.start >= b.slow
+	q := p.take()
+	if err == nil && b.nilIsSuccess {
+		b.record(&q, Success, 0, nil)
+		return
 	}
-	if o == Success && !t.probe && !slow {
-		// The fast paths: a success in closed state changes nothing but a
-		// counter, unless there are consecutive failures to reset.
-		if !b.rate {
-			if b.fails.Load() == 0 {
-				return
-			}
-		} else if b.store == nil {
-			if b.addSuccess(t.gen, now) {
-				return
-			}
-		} else if !t.local {
-			if v := b.view.Load(); v.gen == t.gen && v.state == Closed {
-				b.pending.Add(1)
-				return
-			}
+	b.finish(&q, err)
+}
+
+// take returns a copy of p and zeroes p. It copies field by field: see
+// acquire.
+func (p *Permit) take() Permit {
+	q := Permit{b: p.b, ctx: p.ctx, gen: p.gen, start: p.start, probe: p.probe, local: p.local}
+	*p = Permit{}
+	return q
+}
+
+// finish classifies a result and records it. The user's callbacks run
+// here, outside any lock; if one panics, the result is recorded as a
+// failure (so that no probe slot is lost) and the panic goes on.
+func (b *Breaker) finish(q *Permit, err error) {
+	settled := false
+	defer func() {
+		if !settled {
+			b.record(q, Failure, 0, err)
 		}
+	}()
+	o := b.classify(err)
+	var openFor time.Duration
+	if o == Failure && b.delay != nil && err != nil {
+		openFor = b.delay(err)
 	}
-	op := Op{Kind: OpResult, Gen: t.gen, Probe: t.probe}
+	settled = true
+	b.record(q, o, openFor, err)
+}
+
+// abandon finishes a permit whose call ended without returning (a panic or
+// runtime.Goexit) as a failure.
+func (p *Permit) abandon() {
+	if b := p.b; b != nil {
+		q := p.take()
+		b.record(&q, Failure, 0, errAbandoned)
+	}
+}
+
+var errAbandoned = errors.New("breaker: the call panicked or called runtime.Goexit")
+
+func (b *Breaker) record(q *Permit, o Outcome, openFor time.Duration, err error) {
+	if b.sh != nil {
+		b.sh.record(q, o, openFor, err)
+		return
+	}
+	b.recordLocal(q, o, openFor, err)
+}
+
+// resultOp is the operation that records one result.
+func resultOp(q *Permit, o Outcome, openFor time.Duration, slow bool) Op {
+	op := Op{Kind: OpResult, Gen: q.gen, Probe: q.probe}
 	switch o {
 	case Success:
 		op.Successes = 1
 	case Failure:
 		op.Failures = 1
-		if b.delay != nil && err != nil {
-			op.OpenFor = b.delay(err)
-		}
+		op.OpenFor = openFor
 	default:
 		op.Ignored = 1
 	}
 	if slow {
 		op.Slow = 1
 	}
-	if b.store != nil && t.local {
-		b.applyLocal(&op)
+	return op
+}
+
+// reject refuses a call with err, counting it and reporting it.
+func (b *Breaker) reject(ctx context.Context, err *OpenError, retryAfter time.Duration) error {
+	b.rejected.add()
+	if b.obs != nil {
+		b.emitRejected(ctx, err, retryAfter)
+	}
+	return err
+}
+
+func (b *Breaker) emitRejected(ctx context.Context, err *OpenError, retryAfter time.Duration) {
+	middleware.Emit(ctx, b.obs, middleware.Event{Kind: middleware.Rejected, Concern: "breaker", Name: b.name,
+		Reason: "open", Delay: retryAfter, Err: err})
+}
+
+// rejectSnapshot refuses a call that s did not admit. The error is the
+// view's, shared by every rejection in that state, unless the view admits
+// calls: another goroutine published a newer state (closed) between this
+// operation and now. Then the error describes s.
+func (b *Breaker) rejectSnapshot(ctx context.Context, s *Snapshot) error {
+	e := b.view.Load().err
+	if e == nil {
+		e = &OpenError{Name: b.name, State: s.State}
+		if s.State == Open {
+			e.Until = time.Now().Add(s.RetryAfter)
+		}
+	}
+	return b.reject(ctx, e, s.RetryAfter)
+}
+
+// enqueue counts state changes and queues them for the observer, with
+// reason and, for a change to open, the error that opened it. b.mu is
+// held.
+func (b *Breaker) enqueue(ctx context.Context, ts []transition, reason string, cause error) {
+	b.transitions += uint64(len(ts))
+	if b.obs == nil {
 		return
 	}
-	if b.store != nil {
-		ctx = context.WithoutCancel(ctx)
-	}
-	b.apply(ctx, op)
-}
-
-// addSuccess counts a rate-mode success without the lock when the bucket
-// for now is current; it reports false when the slow path must do it.
-func (b *Breaker) addSuccess(gen uint64, now int64) bool {
-	v := b.view.Load()
-	if v.gen != gen {
-		return true // from an earlier generation: not counted
-	}
-	if v.state != Closed {
-		return false
-	}
-	n := now / int64(b.policy.BucketWidth)
-	bk := &b.m.win[n%int64(len(b.m.win))]
-	if bk.num.Load() != n {
-		return false
-	}
-	bk.succ.Add(1)
-	return true
-}
-
-// apply runs op against the store, or locally when there is none or it
-// fails. It reports whether the state was decided locally.
-func (b *Breaker) apply(ctx context.Context, op Op) (Snapshot, bool) {
-	if b.store == nil {
-		return b.applyLocal(&op), true
-	}
-	now := b.now()
-	if now >= b.retryAt.Load() {
-		v := b.view.Load()
-		if b.rate && (op.Kind != OpResult || op.Gen == v.gen) && !v.local {
-			if n := b.pending.Swap(0); n > 0 {
-				if op.Kind != OpResult {
-					op.Gen = v.gen
-				}
-				op.Successes += int(n)
-			}
+	for _, t := range ts {
+		q := queued{ctx: ctx, t: t, reason: reason}
+		if t.to == Open {
+			q.err = cause
 		}
-		seen := b.adopts.Load()
-		s, err := b.store.Update(ctx, &b.policy, op)
-		if err == nil {
-			b.adopt(&s, seen)
-			return s, false
-		}
-		b.retryAt.Store(b.now() + b.sync)
-		if b.log != nil {
-			b.logAttrs(slog.LevelWarn, "breaker: store failed; using local state", slog.Any("err", err))
-		}
-		if b.onStore != nil {
-			b.onStore(err)
-		}
-		if op.Kind == OpResult && !op.Probe {
-			// Best effort: count the result locally. The view's generation
-			// is the machine's, published under b.mu; reading b.m here,
-			// without the lock, would race with adopt.
-			op.Gen = b.view.Load().gen
-		}
-	}
-	return b.applyLocal(&op), true
-}
-
-// applyLocal steps the local machine.
-func (b *Breaker) applyLocal(op *Op) Snapshot {
-	b.mu.Lock()
-	s := b.m.step(&b.policy, op, b.now())
-	b.publish(b.store != nil)
-	queued := len(b.events) > 0
-	b.mu.Unlock()
-	if queued {
-		b.deliver()
-	}
-	return s
-}
-
-// adopt makes a store snapshot the local state, unless it is older than the
-// last one adopted. Replies to concurrent operations can arrive in another
-// order than the store applied them, and adopting an older snapshot over a
-// newer one would, for example, close a breaker that has just opened. seen
-// is b.adopts when the operation was sent.
-//
-// A snapshot is older only if its Seq is smaller and another snapshot was
-// adopted while its operation was on its way. An operation sent after the
-// last adoption was applied after it, so its snapshot is adopted whatever
-// its Seq: a store whose Seq went back (one that breaks the contract, or a
-// Redis whose clock jumped back while its key expired) costs at most one
-// ignored reply, and the breaker follows it from its next operation on.
-// Falling back to local state after a store error changes nothing here:
-// the next operation that reaches the store is adopted by the same rule.
-func (b *Breaker) adopt(s *Snapshot, seen uint64) {
-	b.mu.Lock()
-	if s.Seq < b.seq && b.adopts.Load() != seen {
-		b.mu.Unlock()
-		return
-	}
-	b.seq = s.Seq
-	b.adopts.Add(1)
-	now := b.now()
-	m := &b.m
-	m.ntrans = 0
-	if s.Gen != m.gen || s.State != m.state {
-		m.setState(&b.policy, s.State, now)
-		b.pending.Store(0)
-	}
-	m.gen = s.Gen
-	m.until = now + int64(s.RetryAfter)
-	m.consec, m.probes, m.probeOK = s.Counts.ConsecutiveFailures, s.Counts.Probes, s.Counts.ProbeSuccesses
-	if m.win == nil || m.state != Closed {
-		m.succ, m.fail = s.Counts.Successes, s.Counts.Failures
-	}
-	b.publish(false)
-	b.synced.Store(now)
-	queued := len(b.events) > 0
-	b.mu.Unlock()
-	if queued {
-		b.deliver()
+		b.events = append(b.events, q)
 	}
 }
 
-// publish makes the machine's state visible to the fast paths and queues
-// its transitions for delivery. b.mu is held.
+// publish makes the machine's state visible to the fast paths. b.mu is
+// held.
 func (b *Breaker) publish(local bool) {
 	m := &b.m
 	b.fails.Store(int64(m.consec))
-	b.events = append(b.events, m.trans[:m.ntrans]...)
 	v := b.view.Load()
 	if v.state == m.state && v.gen == m.gen && v.local == local && (m.state != Open || v.until == m.until) {
 		return
 	}
-	nv := &view{state: m.state, gen: m.gen, until: m.until, local: local}
+	nv := &view{state: m.state, gen: m.gen, until: m.until, local: local,
+		fast: b.fastIn(m.state)}
 	switch m.state {
 	case Open:
-		until := b.base.Add(time.Duration(m.until))
-		nv.err = &OpenError{Name: b.name, State: Open, Until: until}
+		nv.err = &OpenError{Name: b.name, State: Open, Until: b.base.Add(time.Duration(m.until))}
+		if b.sh == nil {
+			b.armHint(nv)
+		} else {
+			nv.near.Store(true) // with a Store the clock always decides
+		}
 	case HalfOpen, ForcedOpen:
 		nv.err = &OpenError{Name: b.name, State: m.state}
 	}
 	b.view.Store(nv)
 }
 
-// deliver calls the hooks for queued transitions, in order, outside the
-// lock. One goroutine delivers at a time; others leave their transitions
-// to it, so a hook that calls back into the breaker does not deadlock.
+// deliver gives queued state changes to the observer, in order, outside
+// the lock. One goroutine delivers at a time; others leave their changes
+// to it, so an observer that calls back into the breaker does not
+// deadlock, and changes are observed in the order they were made.
 func (b *Breaker) deliver() {
 	b.mu.Lock()
 	if b.delivering {
@@ -601,85 +567,107 @@ func (b *Breaker) deliver() {
 		return
 	}
 	b.delivering = true
-	defer func() { // also when a hook panics
+	defer func() {
 		b.delivering = false
 		b.mu.Unlock()
 	}()
 	for i := 0; i < len(b.events); i++ {
-		t := b.events[i]
+		q := b.events[i]
 		b.mu.Unlock()
-		b.emit(t)
+		middleware.Emit(q.ctx, b.obs, middleware.Event{
+			Kind: middleware.StateChanged, Concern: "breaker", Name: b.name,
+			From: q.t.from.String(), To: q.t.to.String(), Failures: int64(q.t.counts.Failures),
+			Reason: q.reason, Err: q.err,
+		})
 		b.mu.Lock()
 	}
 	clear(b.events)
 	b.events = b.events[:0]
 }
 
-func (b *Breaker) emit(t transition) {
-	if b.counter != nil {
-		b.counter.transitions[t.to].Add(1)
-	}
-	if b.log != nil {
-		level := slog.LevelInfo
-		if t.to == Open || t.to == ForcedOpen {
-			level = slog.LevelWarn
-		}
-		b.logAttrs(level, "breaker: state changed",
-			slog.String("from", t.from.String()), slog.String("to", t.to.String()),
-			slog.Int("failures", t.counts.Failures), slog.Int("consecutive_failures", t.counts.ConsecutiveFailures))
-	}
-	if b.onChange != nil {
-		b.onChange(t.from, t.to, t.counts)
-	}
-}
-
-// logAttrs logs a record with attrs and, when the breaker has one, its
-// name. b.log is not nil.
-func (b *Breaker) logAttrs(level slog.Level, msg string, attrs ...slog.Attr) {
-	ctx := context.Background()
-	if !b.log.Enabled(ctx, level) {
-		return
-	}
-	if b.name != "" {
-		attrs = append(attrs, slog.String("name", b.name))
-	}
-	b.log.LogAttrs(ctx, level, msg, attrs...)
-}
-
-// State returns the current state. An open breaker whose open time has
-// passed reports HalfOpen. With a Store it is the local view, at most
-// StoreSync old.
+// State returns the current state. It has no side effects on the state:
+// an open breaker whose open time has passed reports HalfOpen, and moves
+// there at its next call. With a Store it is the local view, which
+// follows the store at most StoreSync behind while the breaker is used;
+// when State finds the view older than that, it starts one refresh in the
+// background (one goroutine at most per breaker, bounded by StoreSync,
+// that ends when the store answers) and returns the view it has, so a
+// caller polling State sees another process's change within about
+// StoreSync plus one round trip, even while the breaker gets no calls.
 func (b *Breaker) State() State {
-	if b.store == nil {
-		return b.applyLocal(&Op{Kind: OpSync}).State
-	}
 	v := b.view.Load()
-	if v.state == Open && b.now() >= v.until {
-		return HalfOpen
+	now := b.now()
+	if b.sh != nil {
+		b.sh.refreshIfStale(now)
 	}
-	return v.state
+	return v.effective(now)
 }
 
-// Counts returns the counts of the current generation. With a Store it
-// asks the store (one operation, so the counts include other breakers'
-// results) and returns the local view's counts when the store fails.
-func (b *Breaker) Counts() Counts {
-	if b.store == nil {
-		return b.applyLocal(&Op{Kind: OpSync}).Counts
+// Stats are what a breaker has counted, as [Breaker.Stats] returns them.
+type Stats struct {
+	// State is [Breaker.State].
+	State State
+	// Counts of the current generation, as this breaker knows them.
+	// With a Store they are those of the last snapshot it adopted (or
+	// its local ones while the store fails); in consecutive mode
+	// successes are counted only when they end a failure streak.
+	Counts Counts
+	// Transitions counts state changes (StateChanged events).
+	Transitions uint64
+	// Rejected counts calls refused with an *OpenError.
+	Rejected uint64
+	// StoreFailures counts Store errors (StoreFailed events).
+	StoreFailures uint64
+}
+
+// Stats returns the breaker's state and counts. It has no side effects
+// and does no I/O.
+func (b *Breaker) Stats() Stats {
+	v := b.view.Load()
+	b.mu.Lock()
+	now := b.now()
+	s := Stats{State: b.m.state, Counts: b.m.counts(&b.policy, now), Transitions: b.transitions}
+	until := b.m.until
+	if b.sh != nil && !v.local && b.sh.lastGen == b.m.gen {
+		s.Counts = b.sh.last
 	}
-	s, _ := b.apply(context.Background(), Op{Kind: OpSync})
-	return s.Counts
+	b.mu.Unlock()
+	if s.State == Open && now >= until {
+		s.State, s.Counts = HalfOpen, Counts{}
+	}
+	s.Rejected = b.rejected.load()
+	if b.sh != nil {
+		s.StoreFailures = b.sh.failures.Load()
+	}
+	return s
 }
 
 // ForceOpen opens the breaker until [Breaker.Reset] or
-// [Breaker.ForceClosed]; time does not close it.
-func (b *Breaker) ForceOpen() { b.apply(context.Background(), Op{Kind: OpForce, State: ForcedOpen}) }
+// [Breaker.ForceClosed]; time does not close it. See [Breaker.Reset] for
+// what happens when a Store fails.
+func (b *Breaker) ForceOpen(ctx context.Context) error { return b.force(ctx, ForcedOpen) }
 
 // ForceClosed admits every call and never opens until [Breaker.Reset] or
-// [Breaker.ForceOpen]; results are still counted.
-func (b *Breaker) ForceClosed() {
-	b.apply(context.Background(), Op{Kind: OpForce, State: ForcedClosed})
-}
+// [Breaker.ForceOpen]; results are still counted. See [Breaker.Reset] for
+// what happens when a Store fails.
+func (b *Breaker) ForceClosed(ctx context.Context) error { return b.force(ctx, ForcedClosed) }
 
-// Reset closes the breaker and clears its counts.
-func (b *Breaker) Reset() { b.apply(context.Background(), Op{Kind: OpForce, State: Closed}) }
+// Reset closes the breaker and clears its counts. A ctx that has already
+// ended gets ctx.Err() and changes nothing. With a Store, the change is
+// made in the store (one Update, even while the breaker is using its
+// local state after a store error) and adopted; when the store fails,
+// Reset, ForceOpen and ForceClosed return an error wrapping the store's
+// and change nothing, not even this process's state: processes never
+// silently disagree. Without a Store they return nil.
+func (b *Breaker) Reset(ctx context.Context) error { return b.force(ctx, Closed) }
+
+func (b *Breaker) force(ctx context.Context, s State) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.sh != nil {
+		return b.sh.force(ctx, s)
+	}
+	b.stepLocal(ctx, Op{Kind: OpForce, State: s}, nil)
+	return nil
+}

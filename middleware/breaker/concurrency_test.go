@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
 )
 
@@ -34,7 +35,7 @@ func TestExactlyNProbes(t *testing.T) {
 			for range goroutines {
 				wg.Go(func() {
 					<-start
-					if _, err := b.Allow(context.Background()); err == nil {
+					if _, err := b.Acquire(context.Background()); err == nil {
 						admitted.Add(1)
 					} else if !errors.Is(err, breaker.ErrOpen) {
 						t.Errorf("rejection %v does not match ErrOpen", err)
@@ -62,7 +63,7 @@ func TestNoLostFailures(t *testing.T) {
 			wg.Go(func() { call(b, errBoom) })
 		}
 		wg.Wait()
-		if got := b.Counts().Failures; got != goroutines {
+		if got := counts(b).Failures; got != goroutines {
 			t.Errorf("%+v: %d failures counted, want %d", cfg, got, goroutines)
 		}
 		call(b, errBoom)
@@ -81,9 +82,9 @@ func TestRacingSuccessNeverOverridesProbeFailure(t *testing.T) {
 			call(b, errBoom)
 			time.Sleep(time.Second)
 			ctx := context.Background()
-			var tk [probes]breaker.Ticket
+			var tk [probes]breaker.Permit
 			for i := range tk {
-				tk[i], _ = b.Allow(ctx)
+				tk[i], _ = b.Acquire(ctx)
 			}
 			var wg sync.WaitGroup
 			bad := rand.IntN(probes)
@@ -93,7 +94,7 @@ func TestRacingSuccessNeverOverridesProbeFailure(t *testing.T) {
 					if i == bad {
 						err = errBoom
 					}
-					b.Done(ctx, tk[i], err)
+					tk[i].Done(err)
 				})
 			}
 			wg.Wait()
@@ -104,25 +105,33 @@ func TestRacingSuccessNeverOverridesProbeFailure(t *testing.T) {
 	}
 }
 
-// A hook that calls back into the breaker must not deadlock, and the
-// changes it sees come in order: each from is the previous to.
-func TestReentrantHookUnderLoad(t *testing.T) {
+// An observer that calls back into the breaker (State, Stats, Acquire,
+// Reset) must not deadlock, and the changes it sees come in order: each
+// From is the previous To.
+func TestReentrantObserverUnderLoad(t *testing.T) {
 	var (
 		b     *breaker.Breaker
 		mu    sync.Mutex
 		seen  []change
 		calls atomic.Int64
 	)
-	b = mustNew(t, breaker.Config{Threshold: 3, OpenTimeout: time.Microsecond, OnStateChange: func(from, to breaker.State, c breaker.Counts) {
+	obs := middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+		if e.Kind != middleware.StateChanged {
+			return
+		}
 		_ = b.State()
-		_ = b.Counts()
+		_ = b.Stats()
+		if p, err := b.Acquire(ctx); err == nil {
+			p.Done(nil)
+		}
 		if calls.Add(1)%5 == 0 {
-			b.Reset() // re-enters and changes the state again
+			b.Reset(ctx) // re-enters and changes the state again
 		}
 		mu.Lock()
-		seen = append(seen, change{From: from, To: to})
+		seen = append(seen, change{From: e.From, To: e.To})
 		mu.Unlock()
-	}})
+	})
+	b = mustNew(t, breaker.Config{Threshold: 3, OpenTimeout: time.Microsecond, Observer: obs})
 	var wg sync.WaitGroup
 	for i := range goroutines {
 		wg.Go(func() {
@@ -136,18 +145,20 @@ func TestReentrantHookUnderLoad(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	b.State() // deliver anything still queued
 	mu.Lock()
 	defer mu.Unlock()
 	if len(seen) == 0 {
 		t.Fatal("no state changes seen")
 	}
-	prev := breaker.Closed
+	prev := "closed"
 	for i, c := range seen {
 		if c.From != prev {
 			t.Fatalf("change %d is %v→%v, but the previous one ended in %v", i, c.From, c.To, prev)
 		}
 		prev = c.To
+	}
+	if got := b.Stats().Transitions; got != uint64(len(seen)) {
+		t.Errorf("Stats().Transitions = %d, %d changes observed", got, len(seen))
 	}
 }
 
@@ -155,8 +166,8 @@ func TestSharedStore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := breaker.NewMemoryStore()
 		var recA, recB recorder
-		a := mustNew(t, breaker.Config{Name: "a", Threshold: 4, OpenTimeout: time.Minute, Store: store, StoreSync: time.Second, OnStateChange: recA.hook})
-		b := mustNew(t, breaker.Config{Name: "b", Threshold: 4, OpenTimeout: time.Minute, Store: store, StoreSync: time.Second, OnStateChange: recB.hook})
+		a := mustNew(t, breaker.Config{Name: "a", Threshold: 4, OpenTimeout: time.Minute, Store: store, StoreSync: time.Second, Observer: &recA})
+		b := mustNew(t, breaker.Config{Name: "b", Threshold: 4, OpenTimeout: time.Minute, Store: store, StoreSync: time.Second, Observer: &recB})
 		for i := range 4 {
 			if i%2 == 0 {
 				call(a, errBoom)
@@ -173,18 +184,18 @@ func TestSharedStore(t *testing.T) {
 		if err := call(a, nil); !errors.Is(err, breaker.ErrOpen) {
 			t.Fatalf("a: %v, want ErrOpen", err)
 		}
-		if oe, _ := errors.AsType[*breaker.OpenError](call(a, nil)); oe == nil || oe.RetryAfter() != 59*time.Second {
+		if oe := asOpen(call(a, nil)); oe == nil || oe.RetryAfter() != 59*time.Second {
 			t.Fatalf("a: RetryAfter from the store's clock: %v", oe)
 		}
 		// Probe slots are global: one probe between the two breakers.
 		time.Sleep(time.Minute)
 		ctx := context.Background()
-		ta, errA := a.Allow(ctx)
-		_, errB := b.Allow(ctx)
+		ta, errA := a.Acquire(ctx)
+		_, errB := b.Acquire(ctx)
 		if errA != nil || !errors.Is(errB, breaker.ErrOpen) {
 			t.Fatalf("probes: a %v, b %v; want a admitted, b rejected", errA, errB)
 		}
-		a.Done(ctx, ta, nil)
+		ta.Done(nil)
 		time.Sleep(time.Second)
 		if got := b.State(); got != breaker.Closed {
 			// b's view is stale until its next call
@@ -197,12 +208,18 @@ func TestSharedStore(t *testing.T) {
 		call(a, errBoom)
 		c := mustNew(t, breaker.Config{Threshold: 4, OpenTimeout: time.Minute, Store: store})
 		call(c, errBoom)
-		if got := c.Counts().ConsecutiveFailures; got != 2 {
+		if got := counts(c).ConsecutiveFailures; got != 2 {
 			t.Fatalf("joining breaker sees %d consecutive failures, want 2", got)
 		}
-		wantA := []change{{breaker.Closed, breaker.Open, breaker.Counts{Failures: 3, ConsecutiveFailures: 3}}, {breaker.Open, breaker.HalfOpen, breaker.Counts{}}, {breaker.HalfOpen, breaker.Closed, breaker.Counts{Probes: 1}}}
-		if diff := cmp.Diff(wantA, recA.changes()); diff != "" {
+		// a learned of the opening from the store ("adopted"); b made it,
+		// with the fourth consecutive failure.
+		wantA := []change{{From: "closed", To: "open", Failures: 4, Reason: "adopted"}, {From: "open", To: "half-open"}, {From: "half-open", To: "closed"}}
+		if diff := cmp.Diff(wantA, recA.changes(), equateErrors); diff != "" {
 			t.Errorf("a's state changes (-want +got):\n%s", diff)
+		}
+		wantB := []change{{From: "closed", To: "open", Failures: 4, Err: errBoom}, {From: "open", To: "half-open"}, {From: "half-open", To: "closed", Reason: "adopted"}}
+		if diff := cmp.Diff(wantB, recB.changes(), equateErrors); diff != "" {
+			t.Errorf("b's state changes (-want +got):\n%s", diff)
 		}
 	})
 }
@@ -215,24 +232,18 @@ type flakyStore struct {
 
 var errStoreDown = errors.New("store down")
 
-func (s *flakyStore) Update(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error) {
+func (s *flakyStore) Update(ctx context.Context, op breaker.Op) (breaker.Snapshot, error) {
 	if s.down.Load() {
 		return breaker.Snapshot{}, errStoreDown
 	}
-	return s.Store.Update(ctx, p, op)
+	return s.Store.Update(ctx, op)
 }
 
 func TestStoreFallback(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := &flakyStore{Store: breaker.NewMemoryStore()}
-		var storeErrs atomic.Int64
-		b := mustNew(t, breaker.Config{Threshold: 2, OpenTimeout: time.Minute, Store: store, StoreSync: time.Second,
-			OnStoreError: func(err error) {
-				if err != errStoreDown {
-					t.Errorf("OnStoreError(%v)", err)
-				}
-				storeErrs.Add(1)
-			}})
+		var rec recorder
+		b := mustNew(t, breaker.Config{Threshold: 2, OpenTimeout: time.Minute, Store: store, StoreSync: time.Second, Observer: &rec})
 		call(b, nil)
 		store.down.Store(true)
 		// Protection stays on: local failures open the breaker.
@@ -241,8 +252,12 @@ func TestStoreFallback(t *testing.T) {
 		if err := call(b, nil); !errors.Is(err, breaker.ErrOpen) {
 			t.Fatalf("store down: %v, want the local breaker open", err)
 		}
-		if got := storeErrs.Load(); got != 1 {
-			t.Fatalf("store errors reported %d, want 1 (no retry before StoreSync)", got)
+		failed := rec.events(middleware.StoreFailed)
+		if len(failed) != 1 || failed[0].Err != errStoreDown {
+			t.Fatalf("StoreFailed events %+v, want 1 with the store's error (no retry before StoreSync)", failed)
+		}
+		if got := b.Stats().StoreFailures; got != 1 {
+			t.Fatalf("Stats().StoreFailures = %d, want 1", got)
 		}
 		// The store comes back: its state (closed) is adopted.
 		store.down.Store(false)

@@ -4,11 +4,17 @@
 //
 // A [*Breaker] is built once from a [Config] with [New] and guards any
 // number of stages of any types through [Middleware], or any code through
-// the two-step API: [Breaker.Allow] before the call, [Breaker.Done] (or
-// [Breaker.Record]) after it.
+// the two-step form: [Breaker.Acquire] before the call, [Permit.Done]
+// after it.
 //
 //	b, err := breaker.New(breaker.Config{Name: "payments"})
+//	if err != nil { ... }
 //	charge := middleware.Apply(chargeCard, breaker.Middleware[Order, Receipt](b))
+//
+//	p, err := b.Acquire(ctx) // an *OpenError when rejected
+//	if err != nil { return err }
+//	err = call(ctx)
+//	p.Done(err)              // classified by Config.Classify
 //
 // # States
 //
@@ -20,13 +26,16 @@
 // nothing resets all counts at once. Open rejects every call with an
 // [*OpenError] that matches [ErrOpen] and names the service, for
 // OpenTimeout (30s), or for what OpenDelay says for the error that opened
-// it (a Retry-After hint, say). Then the breaker is half-open: exactly
-// HalfOpenProbes calls (1) are admitted, however many arrive at once; one
-// failing probe opens it again, SuccessThreshold successful probes (all of
-// them by default) close it, and a probe whose result is ignored gives its
-// slot back. [Breaker.ForceOpen], [Breaker.ForceClosed] and [Breaker.Reset]
-// override the state by hand. Time moves the state only when the breaker
-// is used: nothing runs in the background.
+// it (a Retry-After hint, say; a huge delay stays huge). Then the breaker
+// is half-open: exactly HalfOpenProbes calls (1) are admitted, however
+// many arrive at once; one failing probe opens it again, SuccessThreshold
+// successful probes (all of them by default) close it, and a probe whose
+// result is ignored gives its slot back. A probe whose result never comes
+// holds its slot for ProbeTimeout (10s) at most. [Breaker.ForceOpen],
+// [Breaker.ForceClosed] and [Breaker.Reset] override the state by hand.
+// Time moves the state only when the breaker is used: [Breaker.State]
+// reports an open breaker whose time is up as half-open, and the next
+// call moves it there.
 //
 // The diagram and the exact rules are in docs/breaker.md.
 //
@@ -34,46 +43,47 @@
 //
 // Config.Classify maps an error to [Success], [Failure] or [Ignore].
 // [DefaultClassify] ignores context.Canceled (the caller left; the
-// downstream is not to blame) and counts every other error, including
-// context.DeadlineExceeded, as a failure. A panicking stage is a failure.
+// downstream is not to blame) and local rejections (errors whose
+// Rejected() reports true), and counts every other error, including
+// context.DeadlineExceeded, as a failure. Under [Middleware] a stage that
+// panics is a failure, and the panic goes on. Classify and OpenDelay run
+// outside any lock; if one panics, the result is recorded as a failure and
+// the panic goes on to the caller of Done.
 //
-// Every state change starts a new generation, and a [Ticket] remembers the
+// Every state change starts a new generation, and a [Permit] remembers the
 // generation its call was admitted in. A result that arrives after the
 // state moved on — a call admitted before the breaker opened, a probe that
 // lost the race to another probe's failure — is not counted against the
 // new state, so a racing success never overrides a probe failure and an
 // old outage's failures never trip a recovered breaker.
 //
-// # Events
+// # Events and Stats
 //
-// OnStateChange is called for every change, in the order the changes
-// happened, outside any lock, with the counts of the generation that
-// ended; it may call back into the breaker. A Logger gets the same events
-// ("breaker: state changed", warn when opening, info otherwise) with the
-// attributes "from", "to", "failures", "consecutive_failures" and, when
-// Config.Name is set, "name", and store errors ("breaker: store failed;
-// using local state", warn, "err", "name"). All of Brace's events are
-// listed in docs/observability.md.
-//
-// # Counting
-//
-// Config.Counter, a *[Counter], counts results by outcome, rejections and
-// state changes by the state entered; [Counter.Stats] returns a snapshot.
-// [Breaker.State] and [Breaker.Counts] are the gauges. Package otelbrace
-// publishes both as OpenTelemetry metrics. Counting is off by default.
+// Config.Observer receives a [middleware.Event] with Concern "breaker"
+// for every state change (StateChanged: From and To as [State.String]
+// spells them, Failures counted in the generation that ended, Err the
+// failure that opened it, Reason "adopted" for a change made by another
+// breaker and read from the Store), every rejection (Rejected: Reason
+// "open", Delay the retry-after, Err the *OpenError) and every store error
+// (StoreFailed). State changes are delivered in the order they happened,
+// outside any lock; an observer may call back into the breaker.
+// [Breaker.Stats] returns the state, the counts, and the numbers of
+// transitions, rejections and store failures, without side effects.
 //
 // # Shared state
 //
 // Without a Store, a breaker's state lives in the breaker. With one,
-// breakers in one process ([NewMemoryStore]) or in many (a networked store)
-// share it: each keeps a local view, serves closed-state calls from it for
-// up to StoreSync (1s), and goes to the store for failures, probes and
-// state changes, one [Store.Update] each. Replies to concurrent updates may
-// arrive out of order; [Snapshot.Seq] tells the breaker which is newer, so
-// a late reply never replaces a newer state. When the store fails the
-// breaker decides locally, reports the error (OnStoreError, Logger) and
-// tries the store again after StoreSync. The [Store] contract is in
-// docs/breaker.md.
+// breakers in one process ([NewMemoryStore]) or in many (a networked store
+// such as redisstore's) share it: each keeps a local view, serves
+// closed-state calls from it for up to StoreSync (1s), and goes to the
+// store for failures, probes and state changes, one [Store.Update] each.
+// Replies to concurrent updates may arrive out of order; [Snapshot.Seq]
+// tells the breaker which is newer. When the store fails, or returns a
+// snapshot out of range, the breaker decides locally, reports StoreFailed,
+// and tries the store again after StoreSync. [Breaker.State] does no I/O:
+// when its view is older than StoreSync it starts one background refresh
+// (a goroutine bounded by StoreSync) and returns the view it has. The
+// [Store] contract is in docs/breaker.md.
 //
 // # Zero value and concurrency
 //
@@ -82,20 +92,24 @@
 //
 // # Cost
 //
-// Measured on a 2-core AMD EPYC VM (BenchmarkBreaker; a direct call of the
-// stage costs 1.4 ns): through the middleware a closed-state success costs
-// about 9 ns more in consecutive mode and allocates nothing — one atomic
-// load before the call and one after, no lock, no clock. Rate mode costs
-// about 30–45 ns more, and an open-state rejection about 25 ns, almost all
-// of it one read of the monotonic clock (time.Since costs 23 ns on this
-// machine); neither allocates. A failure takes a mutex. With a networked
-// Store a closed-state success adds one clock read and no round trip.
-//
-// A nil Config.Counter leaves these costs as they are (same run:
-// consecutive 9.9 ns against 1.5 ns direct). A Counter adds one atomic
-// add per call and allocates nothing (TestCounterAllocs): 13.3 ns in
-// consecutive mode, 47 ns in rate mode against 40 ns without
-// (BenchmarkBreakerCounter). With both cores calling through one Counter
-// its cache line moves between them: 18 ns against 4.8 ns in consecutive
-// mode.
+// Through the middleware, a closed-state success in consecutive mode is
+// one atomic pointer load before the call and one atomic load after it: no
+// lock, no clock read, no allocation, no Permit. In rate mode a success
+// adds one to the counter of its bucket (one atomic add) in one of eight
+// stripes chosen by the goroutine's stack, so that CPUs calling at once
+// mostly write different cache lines (without a Store, the breaker holds
+// eight copies of its window's success counts, eight bytes per bucket
+// each); it finds the bucket without a clock read while a timer, armed by
+// the first call that reads the clock in a bucket (one small allocation
+// per bucket in which calls arrive), vouches for it (the clock is read
+// again from shortly before the bucket ends). An open breaker rejects with one
+// atomic load of a flag, one atomic add to count the rejection and an
+// *OpenError built once per state: no clock read and no allocation, until
+// a timer armed when the breaker opened sets the flag shortly before the
+// open time ends; from then on each call reads the clock, so the move to
+// half-open is exact. Slow-call measurement reads the clock twice per
+// call. Failures and state changes take a mutex. With a Store, every
+// admission reads the clock (to know whether its view of the store is
+// fresh) and no round trip is made while it is. docs/performance.md has
+// the measurements.
 package breaker

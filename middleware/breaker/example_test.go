@@ -15,9 +15,11 @@ func ExampleNew() {
 		Name:        "payments",
 		Threshold:   2,
 		OpenTimeout: 10 * time.Millisecond,
-		OnStateChange: func(from, to breaker.State, c breaker.Counts) {
-			fmt.Printf("%v -> %v after %d consecutive failures\n", from, to, c.ConsecutiveFailures)
-		},
+		Observer: middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+			if e.Kind == middleware.StateChanged {
+				fmt.Printf("%s -> %s (failures %d, err %v)\n", e.From, e.To, e.Failures, e.Err)
+			}
+		}),
 	})
 	if err != nil {
 		panic(err)
@@ -40,27 +42,27 @@ func ExampleNew() {
 	fmt.Println(pay(ctx, 100))
 	// Output:
 	// payments unavailable
-	// closed -> open after 2 consecutive failures
+	// closed -> open (failures 2, err payments unavailable)
 	// payments unavailable
 	// breaker: "payments" is open
-	// open -> half-open after 0 consecutive failures
-	// half-open -> closed after 0 consecutive failures
+	// open -> half-open (failures 0, err <nil>)
+	// half-open -> closed (failures 0, err <nil>)
 	// charged 100 <nil>
 }
 
-func ExampleBreaker_Allow() {
+func ExampleBreaker_Acquire() {
 	b, _ := breaker.New(breaker.Config{Name: "search", Threshold: 1})
 	ctx := context.Background()
 	query := func() error { return errors.New("timeout") }
 
 	for range 2 {
-		t, err := b.Allow(ctx)
+		p, err := b.Acquire(ctx)
 		if err != nil {
 			fmt.Println("rejected:", err, errors.Is(err, breaker.ErrOpen))
 			continue
 		}
 		err = query()
-		b.Done(ctx, t, err) // exactly once per ticket
+		p.Done(err) // once per permit; a second Done does nothing
 		fmt.Println("called:", err)
 	}
 	// Output:
@@ -76,8 +78,8 @@ func ExampleConfig_rate() {
 	})
 	ctx := context.Background()
 	for _, err := range []error{nil, errors.New("x"), nil, errors.New("x")} {
-		t, _ := b.Allow(ctx)
-		b.Done(ctx, t, err)
+		p, _ := b.Acquire(ctx)
+		p.Done(err)
 		fmt.Println(b.State())
 	}
 	// Output:
@@ -93,12 +95,17 @@ func ExampleNewMemoryStore() {
 	b, _ := breaker.New(breaker.Config{Name: "db", Threshold: 2, Store: store})
 	ctx := context.Background()
 	for _, br := range []*breaker.Breaker{a, b} { // one failure each
-		t, _ := br.Allow(ctx)
-		br.Done(ctx, t, errors.New("down"))
+		p, _ := br.Acquire(ctx)
+		p.Done(errors.New("down"))
 	}
-	_, err := b.Allow(ctx)
+	_, err := b.Acquire(ctx)
 	fmt.Println(err)
-	// Output: breaker: "db" is open
+	// A breaker with another policy cannot share the store.
+	_, err = breaker.New(breaker.Config{Name: "db", Threshold: 3, Store: store})
+	fmt.Println(err != nil)
+	// Output:
+	// breaker: "db" is open
+	// true
 }
 
 func ExampleMiddleware() {
@@ -116,7 +123,9 @@ func ExampleMiddleware() {
 	fmt.Println(err)
 	_, err = put(ctx, 3)
 	fmt.Println(err)
+	fmt.Printf("%+v\n", b.Stats())
 	// Output:
 	// inventory down
 	// breaker: "inventory" is open
+	// {State:open Counts:{Successes:0 Failures:0 Slow:0 ConsecutiveFailures:0 Probes:0 ProbeSuccesses:0} Transitions:1 Rejected:1 StoreFailures:0}
 }

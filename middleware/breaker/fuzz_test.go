@@ -62,16 +62,16 @@ func FuzzConfig(f *testing.F) {
 			ctx := context.Background()
 			errDown := errors.New("down")
 			for i := range need {
-				tk, err := b.Allow(ctx)
+				tk, err := b.Acquire(ctx)
 				if err != nil {
 					t.Fatalf("%+v: failure %d rejected before the breaker could open: %v", cfg, i+1, err)
 				}
-				b.Done(ctx, tk, errDown)
+				tk.Done(errDown)
 			}
 			if got := b.State(); got != breaker.Open {
 				t.Fatalf("%+v: after %d failures the state is %v, want open", cfg, need, got)
 			}
-			if _, err := b.Allow(ctx); !errors.Is(err, breaker.ErrOpen) {
+			if _, err := b.Acquire(ctx); !errors.Is(err, breaker.ErrOpen) {
 				t.Fatalf("%+v: open breaker admitted a call (err %v)", cfg, err)
 			}
 			openFor := time.Duration(cmpOr(open, int64(30*time.Second)))
@@ -85,7 +85,7 @@ func FuzzConfig(f *testing.F) {
 			}
 			admitted := 0
 			for range want + 1 {
-				if _, err := b.Allow(ctx); err == nil {
+				if _, err := b.Acquire(ctx); err == nil {
 					admitted++
 				}
 			}
@@ -132,6 +132,7 @@ type refModel struct {
 	width            time.Duration
 	open             time.Duration
 	probes, succNeed int
+	lease            time.Duration // ProbeTimeout
 	base             time.Time
 
 	state          breaker.State
@@ -139,6 +140,7 @@ type refModel struct {
 	until          time.Time
 	consec         int
 	inHalf, halfOK int
+	leaseUntil     time.Time
 	results        []refResult // rate mode, closed: this generation's results
 }
 
@@ -169,9 +171,17 @@ func (m *refModel) allow(now time.Time) (refTicket, bool) {
 	switch {
 	case m.state == breaker.Closed:
 		return refTicket{gen: m.gen}, true
-	case m.state == breaker.HalfOpen && m.inHalf < m.probes:
-		m.inHalf++
-		return refTicket{gen: m.gen, probe: true}, true
+	case m.state == breaker.HalfOpen:
+		// The probe lease rule: every slot taken and the last lease run
+		// out: the slots of probes that have not succeeded are free.
+		if m.inHalf >= m.probes && !now.Before(m.leaseUntil) {
+			m.inHalf = m.halfOK
+		}
+		if m.inHalf < m.probes {
+			m.inHalf++
+			m.leaseUntil = now.Add(m.lease)
+			return refTicket{gen: m.gen, probe: true}, true
+		}
 	}
 	return refTicket{}, false
 }
@@ -211,7 +221,9 @@ func (m *refModel) record(now time.Time, t refTicket, o breaker.Outcome) {
 				m.set(breaker.Closed)
 			}
 		default:
-			m.inHalf-- // an ignored probe gives its slot back
+			if m.inHalf > m.halfOK {
+				m.inHalf-- // an ignored probe gives its slot back
+			}
 		}
 	case breaker.Closed:
 		if m.threshold > 0 {
@@ -260,9 +272,12 @@ func FuzzAgainstModel(f *testing.F) {
 		m := refModel{
 			probes: 1 + int(probes%4),
 			open:   time.Duration(1+int(openMs%500)) * time.Millisecond,
+			// Leases from 1ms to 1s, so that lost probes are seen both
+			// expiring and not.
+			lease: time.Duration(1+int(openMs/500)%1000) * time.Millisecond,
 		}
 		m.succNeed = 1 + int(succ)%m.probes
-		cfg := breaker.Config{OpenTimeout: m.open, HalfOpenProbes: m.probes, SuccessThreshold: m.succNeed}
+		cfg := breaker.Config{OpenTimeout: m.open, HalfOpenProbes: m.probes, SuccessThreshold: m.succNeed, ProbeTimeout: m.lease}
 		if mode%2 == 0 {
 			m.threshold = 1 + int(threshold%8)
 			cfg.Threshold = m.threshold
@@ -282,7 +297,7 @@ func FuzzAgainstModel(f *testing.F) {
 			m.base, m.gen = time.Now(), 1
 			ctx := context.Background()
 			type pair struct {
-				real breaker.Ticket
+				real breaker.Permit
 				ref  refTicket
 			}
 			var out []pair // outstanding calls
@@ -298,7 +313,7 @@ func FuzzAgainstModel(f *testing.F) {
 				now := time.Now()
 				switch op % 4 {
 				case 0: // admit a call
-					tk, err := b.Allow(ctx)
+					tk, err := b.Acquire(ctx)
 					rt, ok := m.allow(now)
 					if (err == nil) != ok {
 						t.Fatalf("%+v step %d: admitted %v, model %v (model %v)", cfg, i, err == nil, ok, m.state)
@@ -309,7 +324,7 @@ func FuzzAgainstModel(f *testing.F) {
 					if ok && len(out) < 32 {
 						out = append(out, pair{tk, rt})
 					} else if ok {
-						b.Record(ctx, tk, breaker.Ignore)
+						tk.Done(errOf(breaker.Ignore))
 						m.record(now, rt, breaker.Ignore)
 					}
 				case 1, 3: // end an outstanding call
@@ -321,7 +336,7 @@ func FuzzAgainstModel(f *testing.F) {
 						k = int(next(&i)) % len(out)
 					}
 					o := breaker.Outcome((op >> 2) % 3)
-					b.Record(ctx, out[k].real, o)
+					out[k].real.Done(errOf(o))
 					m.record(now, out[k].ref, o)
 					out = append(out[:k], out[k+1:]...)
 				case 2: // let time pass
@@ -332,7 +347,7 @@ func FuzzAgainstModel(f *testing.F) {
 				if got := b.State(); got != m.state {
 					t.Fatalf("%+v step %d (op %d): state %v, model %v", cfg, i, op, got, m.state)
 				}
-				c := b.Counts()
+				c := counts(b)
 				switch {
 				case m.state == breaker.HalfOpen && (c.Probes != m.inHalf || c.ProbeSuccesses != m.halfOK):
 					t.Fatalf("%+v step %d: probes %d (%d succeeded), model %d (%d)", cfg, i, c.Probes, c.ProbeSuccesses, m.inHalf, m.halfOK)
@@ -345,8 +360,19 @@ func FuzzAgainstModel(f *testing.F) {
 				}
 			}
 			for _, p := range out {
-				b.Record(ctx, p.real, breaker.Ignore)
+				p.real.Done(errOf(breaker.Ignore))
 			}
 		})
 	})
+}
+
+// errOf returns an error that DefaultClassify maps to o.
+func errOf(o breaker.Outcome) error {
+	switch o {
+	case breaker.Success:
+		return nil
+	case breaker.Failure:
+		return errBoom
+	}
+	return context.Canceled
 }

@@ -55,7 +55,7 @@ func TestAgainstModel(t *testing.T) {
 				now := time.Now()
 				probe := m.state == breaker.Open && !now.Before(m.until) || m.state == breaker.HalfOpen
 				wantAdmit := m.allow(now) || (probe && m.state == breaker.HalfOpen)
-				tk, err := b.Allow(ctx)
+				tk, err := b.Acquire(ctx)
 				if (err == nil) != wantAdmit {
 					t.Fatalf("seed %d step %d: admitted %v, model %v (model state %v)", seed, step, err == nil, wantAdmit, m.state)
 				}
@@ -63,7 +63,7 @@ func TestAgainstModel(t *testing.T) {
 					continue
 				}
 				o := breaker.Outcome(r.IntN(3))
-				b.Record(ctx, tk, o)
+				tk.Done(errOf(o))
 				if o == breaker.Ignore && m.state == breaker.HalfOpen {
 					// the slot goes back; the model stays half-open
 				} else {
@@ -73,7 +73,7 @@ func TestAgainstModel(t *testing.T) {
 					t.Fatalf("seed %d step %d: state %v, model %v", seed, step, got, m.state)
 				}
 				if m.state == breaker.Closed {
-					if got := b.Counts().ConsecutiveFailures; got != m.consec {
+					if got := counts(b).ConsecutiveFailures; got != m.consec {
 						t.Fatalf("seed %d step %d: consecutive failures %d, model %d", seed, step, got, m.consec)
 					}
 				}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/brace-go/brace/internal/xtime"
 )
 
 // State is the state of a breaker.
@@ -81,9 +83,10 @@ type Counts struct {
 }
 
 // Policy holds the parameters of the state machine. The breaker derives it
-// from its [Config] and passes it to every [Store.Update], so a store needs
-// no configuration of its own and can apply the same rules atomically. All
-// breakers sharing a store must use the same policy.
+// from its [Config] and gives it to its [Store] once, with [Store.Bind],
+// before the first [Store.Update], so a store needs no configuration of
+// its own and can apply the same rules atomically. All breakers sharing a
+// store must use the same policy: a store refuses a different one.
 type Policy struct {
 	// Threshold > 0 selects consecutive mode: the breaker opens after
 	// Threshold consecutive failures. Zero selects rate mode.
@@ -104,6 +107,13 @@ type Policy struct {
 	// SuccessThreshold of them must succeed to close the breaker.
 	Probes           int
 	SuccessThreshold int
+	// ProbeLease is how long a half-open probe slot is held for a probe
+	// whose result has not arrived. Once the lease of the last slot taken
+	// has run out and every slot is taken, the slots of probes that have
+	// not succeeded are free again, so a probe whose result is lost (a
+	// crashed process, a lost reply) cannot keep the breaker half-open
+	// for ever. See the probe lease rule in docs/breaker.md.
+	ProbeLease time.Duration
 }
 
 // OpKind is the kind of an [Op].
@@ -198,10 +208,17 @@ type machine struct {
 	until   int64 // Open: when probes may start
 	probes  int   // HalfOpen: slots taken
 	probeOK int   // HalfOpen: probe successes
+	lease   int64 // HalfOpen: when the slots taken so far expire
 	consec  int   // consecutive failures
 	succ    int   // consecutive mode and forced states: counts of this generation
 	fail    int
 	win     []bucket // rate mode
+	// stripes, when set (a local breaker in rate mode), hold more success
+	// counts of the window's buckets, by bucket index, added lock-free by
+	// the breaker's fast path (see Breaker.addSuccess): one slice per
+	// stripe, so that goroutines on different CPUs add to different cache
+	// lines. A bucket's count is its succ plus its entry in every stripe.
+	stripes [][]atomic.Int64
 	trans   [2]transition
 	ntrans  int
 }
@@ -217,6 +234,25 @@ func newMachine(p *Policy) machine {
 	return m
 }
 
+// stripeCount is the number of stripes of a striped count: of a local
+// rate-mode breaker's success counts and of Stats().Rejected (a power of
+// two).
+const (
+	stripeBits  = 3
+	stripeCount = 1 << stripeBits
+)
+
+// addStripes gives m the success stripes of a local breaker in rate mode.
+// Each stripe is padded by a cache line at both ends, so that no two share
+// one.
+func (m *machine) addStripes() {
+	const pad = 8 // atomic.Int64s per 64-byte cache line
+	m.stripes = make([][]atomic.Int64, stripeCount)
+	for s := range m.stripes {
+		m.stripes[s] = make([]atomic.Int64, len(m.win)+2*pad)[pad : pad+len(m.win)]
+	}
+}
+
 // counts reports the counts of the current generation at time now.
 func (m *machine) counts(p *Policy, now int64) Counts {
 	c := Counts{ConsecutiveFailures: m.consec, Probes: m.probes, ProbeSuccesses: m.probeOK}
@@ -226,6 +262,9 @@ func (m *machine) counts(p *Policy, now int64) Counts {
 			b := &m.win[i]
 			if num := b.num.Load(); num > n-int64(len(m.win)) && num <= n {
 				c.Successes += int(b.succ.Load())
+				for _, st := range m.stripes {
+					c.Successes += int(st[i].Load())
+				}
 				c.Failures += int(b.fail.Load())
 				c.Slow += int(b.slow.Load())
 			}
@@ -240,8 +279,12 @@ func (m *machine) counts(p *Policy, now int64) Counts {
 // still holds an older bucket's counts.
 func (m *machine) bucketAt(p *Policy, now int64) *bucket {
 	n := now / int64(p.BucketWidth)
-	b := &m.win[n%int64(len(m.win))]
+	i := n % int64(len(m.win))
+	b := &m.win[i]
 	if b.num.Load() != n {
+		for _, st := range m.stripes {
+			st[i].Store(0)
+		}
 		b.succ.Store(0)
 		b.fail.Store(0)
 		b.slow.Store(0)
@@ -255,7 +298,7 @@ func (m *machine) setState(p *Policy, to State, now int64) {
 	m.ntrans++
 	m.state = to
 	m.gen++
-	m.probes, m.probeOK, m.consec, m.succ, m.fail = 0, 0, 0, 0, 0
+	m.probes, m.probeOK, m.consec, m.succ, m.fail, m.lease = 0, 0, 0, 0, 0, 0
 	for i := range m.win {
 		m.win[i].num.Store(noBucket)
 	}
@@ -275,8 +318,17 @@ func (m *machine) step(p *Policy, op *Op, now int64) Snapshot {
 		case Closed, ForcedClosed:
 			s.Admitted = true
 		case HalfOpen:
+			// The probe lease rule: when every slot is taken and the
+			// lease of the last one has run out, the probes that have
+			// not succeeded are presumed lost and their slots are free.
+			// A late result of such a probe still counts (same
+			// generation).
+			if m.probes >= p.Probes && now >= m.lease {
+				m.probes = m.probeOK
+			}
 			if m.probes < p.Probes {
 				m.probes++
+				m.lease = xtime.Add(now, int64(p.ProbeLease))
 				s.Admitted, s.Probe = true, true
 			}
 		}
@@ -292,7 +344,7 @@ func (m *machine) step(p *Policy, op *Op, now int64) Snapshot {
 	}
 	s.State, s.Gen, s.Counts = m.state, m.gen, m.counts(p, now)
 	if m.state == Open {
-		s.RetryAfter = time.Duration(m.until - now)
+		s.RetryAfter = time.Duration(xtime.Add(m.until, -now))
 	}
 	return s
 }
@@ -306,6 +358,10 @@ func (m *machine) record(p *Policy, op *Op, now int64) {
 		}
 		switch {
 		case op.Failures > 0:
+			// Counted so that the transition's counts show the probe
+			// failure that reopened the breaker; the new generation
+			// starts from zero, so no snapshot ever shows it.
+			m.fail += op.Failures
 			m.open(p, op, now)
 		case op.Successes > 0:
 			m.probeOK++
@@ -313,7 +369,11 @@ func (m *machine) record(p *Policy, op *Op, now int64) {
 				m.setState(p, Closed, now)
 			}
 		case op.Ignored > 0:
-			m.probes-- // the slot goes back
+			// The slot goes back, unless the probe lease rule already
+			// took it back (probes is never below the successes).
+			if m.probes > m.probeOK {
+				m.probes--
+			}
 		}
 	case ForcedClosed:
 		m.succ += op.Successes
@@ -356,5 +416,5 @@ func (m *machine) open(p *Policy, op *Op, now int64) {
 		d = op.OpenFor
 	}
 	m.setState(p, Open, now)
-	m.until = now + int64(d)
+	m.until = xtime.Add(now, int64(d)) // a huge delay stays huge
 }

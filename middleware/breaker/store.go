@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -10,14 +11,20 @@ import (
 // breakers of several processes guarding one downstream. Without a Store a
 // breaker keeps its state in memory, which is the fastest.
 //
-// Update applies one [Op] atomically, on the store's own clock, and returns
-// the state after it. It is called outside any lock, never across the
-// guarded call: before a call only when the breaker's local view cannot
-// decide (it is stale, or not closed), after a call only when the result
-// changes something (a failure, a probe's result, a success that resets a
-// failure count, or a batch of successes in rate mode). A breaker that gets
-// an error from Update falls back to its local state for that operation,
-// reports the error, and tries the store again on the next operation.
+// Bind is called once by [New], before any Update, with the [Policy] of the
+// breaker that will use the store. A store shared by several breakers
+// returns an error if a later Bind brings a different policy (New then
+// fails with it).
+//
+// Update applies one [Op] atomically, on the store's own clock, with the
+// bound policy, and returns the state after it. It is called outside any
+// lock, never across the guarded call: before a call only when the
+// breaker's local view cannot decide (it is stale, or not closed), after a
+// call only when the result changes something (a failure, a probe's
+// result, a success that resets a failure count, or a batch of successes
+// in rate mode). A breaker that gets an error from Update, or a snapshot
+// with values out of range, falls back to its local state, reports a
+// StoreFailed event, and does not call the store again for StoreSync.
 //
 // Updates from one breaker may run concurrently, and their replies may
 // arrive in another order than the store applied them. [Snapshot.Seq] says
@@ -28,7 +35,11 @@ import (
 // docs/breaker.md under "Store contract". [MemoryStore] is the reference
 // implementation.
 type Store interface {
-	Update(ctx context.Context, p *Policy, op Op) (Snapshot, error)
+	// Bind is called once by New, before any Update, with the policy of the
+	// breaker that will use the store. A store shared by several breakers
+	// returns an error if a later Bind brings a different policy.
+	Bind(p Policy) error
+	Update(ctx context.Context, op Op) (Snapshot, error)
 }
 
 // MemoryStore is a [Store] in process memory, for breakers in one process
@@ -39,7 +50,7 @@ type MemoryStore struct {
 	base   time.Time
 	m      machine
 	policy Policy
-	init   bool
+	bound  bool
 	seq    uint64 // Snapshot.Seq: one more on every Update
 }
 
@@ -49,21 +60,30 @@ func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{base: time.Now()}
 }
 
-// Update implements [Store]. It never returns an error.
-func (s *MemoryStore) Update(_ context.Context, p *Policy, op Op) (Snapshot, error) {
+// Bind implements [Store]: the first policy bound is the store's; a later
+// Bind with another policy is an error.
+func (s *MemoryStore) Bind(p Policy) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.init {
-		s.m, s.policy, s.init = newMachine(p), *p, true
-	} else if s.policy != *p {
-		// Breakers sharing a store should share a policy; if one does
-		// not, keep the state and reshape only the window.
-		if (p.Threshold == 0) != (s.policy.Threshold == 0) || p.Buckets != s.policy.Buckets || p.BucketWidth != s.policy.BucketWidth {
-			s.m.win = newMachine(p).win
-		}
-		s.policy = *p
+	if !s.bound {
+		s.m, s.policy, s.bound = newMachine(&p), p, true
+		return nil
 	}
-	snap := s.m.step(p, &op, int64(time.Since(s.base)))
+	if s.policy != p {
+		return fmt.Errorf("breaker: MemoryStore is bound to the policy %+v, got %+v", s.policy, p)
+	}
+	return nil
+}
+
+// Update implements [Store]. It returns an error only when no policy was
+// bound.
+func (s *MemoryStore) Update(_ context.Context, op Op) (Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.bound {
+		return Snapshot{}, fmt.Errorf("breaker: MemoryStore.Update before Bind")
+	}
+	snap := s.m.step(&s.policy, &op, int64(time.Since(s.base)))
 	s.seq++
 	snap.Seq = s.seq
 	return snap, nil

@@ -19,11 +19,11 @@ type halfDownStore struct {
 
 var errHalfDown = errors.New("store down")
 
-func (s *halfDownStore) Update(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error) {
+func (s *halfDownStore) Update(ctx context.Context, op breaker.Op) (breaker.Snapshot, error) {
 	if s.n.Add(1)%2 == 0 {
 		return breaker.Snapshot{}, errHalfDown
 	}
-	return s.Store.Update(ctx, p, op)
+	return s.Store.Update(ctx, op)
 }
 
 // TestStoreErrorWhileAdopting races results whose store operation fails
@@ -39,8 +39,8 @@ func TestStoreErrorWhileAdopting(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 300 {
-				if tk, err := b.Allow(ctx); err == nil {
-					b.Done(ctx, tk, errHalfDown)
+				if tk, err := b.Acquire(ctx); err == nil {
+					tk.Done(errHalfDown)
 				}
 			}
 		})

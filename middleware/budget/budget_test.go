@@ -1,6 +1,11 @@
 package budget_test
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -8,7 +13,10 @@ import (
 	"time"
 
 	"github.com/brace-go/brace/internal/testenv"
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/budget"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
 )
 
@@ -44,15 +52,25 @@ func TestNewValidation(t *testing.T) {
 	}
 }
 
-// withdrawAll withdraws until the budget refuses and returns how many
-// withdrawals succeeded.
-func withdrawAll(b *budget.Budget) int {
+// acquireAll acquires until the budget refuses and returns how many
+// permits it granted.
+func acquireAll(t *testing.T, b *budget.Budget) int {
+	t.Helper()
 	n := 0
-	for b.Withdraw() {
+	for {
+		p, err := b.Acquire(t.Context())
+		if err != nil {
+			if err != budget.ErrExhausted {
+				t.Fatalf("Acquire error = %v; want ErrExhausted", err)
+			}
+			return n
+		}
+		p.Done(nil)
 		n++
 	}
-	return n
 }
+
+func available(b *budget.Budget) int { return b.Stats().Available }
 
 func TestRatioAndReserve(t *testing.T) {
 	tests := []struct {
@@ -79,13 +97,13 @@ func TestRatioAndReserve(t *testing.T) {
 				for range tt.deposits {
 					b.Deposit()
 				}
-				if got := b.Available(); got != tt.want {
+				if got := available(b); got != tt.want {
 					t.Errorf("Available() = %d; want %d", got, tt.want)
 				}
-				if got := withdrawAll(b); got != tt.want {
+				if got := acquireAll(t, b); got != tt.want {
 					t.Errorf("withdrawals = %d; want %d", got, tt.want)
 				}
-				if got := b.Available(); got != 0 {
+				if got := available(b); got != 0 {
 					t.Errorf("Available() after draining = %d; want 0", got)
 				}
 			})
@@ -106,20 +124,20 @@ func TestWindowSlides(t *testing.T) {
 		for range 10 {
 			b.Deposit()
 		}
-		if got := withdrawAll(b); got != 10 {
+		if got := acquireAll(t, b); got != 10 {
 			t.Fatalf("withdrawals at 5s = %d; want 10", got)
 		}
 		// At 10 s the first deposits (and no withdrawals) have aged out:
 		// 10 deposits → 5 allowed, 10 already withdrawn.
 		time.Sleep(5 * time.Second)
-		if got := b.Available(); got != 0 {
+		if got := available(b); got != 0 {
 			t.Fatalf("Available() at 10s = %d; want 0", got)
 		}
 		// At 15 s everything has aged out; new deposits count from zero.
 		time.Sleep(5 * time.Second)
 		b.Deposit()
 		b.Deposit()
-		if got := withdrawAll(b); got != 1 {
+		if got := acquireAll(t, b); got != 1 {
 			t.Fatalf("withdrawals at 15s = %d; want 1", got)
 		}
 	})
@@ -140,8 +158,9 @@ func TestConcurrent(t *testing.T) {
 			wg.Go(func() {
 				b.Deposit()
 				for range 3 {
-					if b.Withdraw() {
+					if p, err := b.Acquire(t.Context()); err == nil {
 						granted.Add(1)
+						p.Done(nil)
 					}
 				}
 			})
@@ -152,7 +171,7 @@ func TestConcurrent(t *testing.T) {
 		if got := granted.Load(); got > goroutines/4 {
 			t.Fatalf("granted %d withdrawals; budget allows at most %d", got, goroutines/4)
 		}
-		if got := int(granted.Load()) + b.Available(); got != goroutines/4 {
+		if got := int(granted.Load()) + available(b); got != goroutines/4 {
 			t.Fatalf("granted + available = %d; want %d", got, goroutines/4)
 		}
 	})
@@ -166,15 +185,186 @@ func TestAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, f := range map[string]func(){
-		"Deposit":   b.Deposit,
-		"Withdraw":  func() { b.Withdraw() },
-		"Available": func() { b.Available() },
+	empty, err := budget.New(budget.Config{Ratio: budget.None, MinPerSecond: budget.None})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name string
+		f    func()
+	}{
+		{"Deposit", b.Deposit},
+		{"Acquire granted", func() {
+			b.Deposit()
+			p, _ := b.Acquire(ctx)
+			p.Done(nil)
+		}},
+		{"Acquire refused", func() {
+			if _, err := empty.Acquire(ctx); err != budget.ErrExhausted {
+				t.Fatalf("err = %v", err)
+			}
+		}},
+		{"Stats", func() { b.Stats() }},
 	} {
-		if n := testing.AllocsPerRun(100, f); n != 0 {
-			t.Errorf("%s allocates %v times per call; want 0", name, n)
+		if n := testing.AllocsPerRun(100, tc.f); n != 0 {
+			t.Errorf("%s allocates %v times per call; want 0", tc.name, n)
 		}
 	}
+}
+
+func TestErrExhausted(t *testing.T) {
+	err := budget.ErrExhausted
+	if !strings.HasPrefix(err.Error(), "budget:") {
+		t.Errorf("Error() = %q; want the prefix \"budget:\"", err)
+	}
+	r, ok := err.(interface{ Rejected() bool })
+	if !ok || !r.Rejected() {
+		t.Error("ErrExhausted.Rejected() is not true")
+	}
+	rt, ok := err.(interface{ Retryable() bool })
+	if !ok || rt.Retryable() {
+		t.Error("ErrExhausted.Retryable() is not false")
+	}
+}
+
+// TestAcquireEndedContext: a context that has already ended gets ctx.Err()
+// and takes no token, even when tokens are free (issue 14 item 9).
+func TestAcquireEndedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := budget.New(budget.Config{Ratio: budget.None, MinPerSecond: 1, Window: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := b.Acquire(ctx); err != context.Canceled {
+			t.Fatalf("Acquire(canceled ctx) error = %v; want context.Canceled", err)
+		}
+		if diff := cmp.Diff(budget.Stats{Available: 1}, b.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestPermitDone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := budget.New(budget.Config{Ratio: budget.None, MinPerSecond: 2, Window: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := b.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Done(errors.New("attempt failed"))
+		p.Done(nil) // a second Done is a no-op
+		if p != (budget.Permit{}) {
+			t.Errorf("Done left the permit %+v; want it zeroed", p)
+		}
+		var zero budget.Permit
+		zero.Done(nil) // the zero Permit can be finished too
+		// The token stays spent whatever the outcome.
+		if got := available(b); got != 1 {
+			t.Errorf("Available = %d after one Acquire of 2; want 1", got)
+		}
+	})
+}
+
+// recorder collects events.
+type recorder struct {
+	mu     sync.Mutex
+	events []middleware.Event
+}
+
+func (r *recorder) Observe(_ context.Context, e middleware.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func TestEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var rec recorder
+		b, err := budget.New(budget.Config{Name: "db", Ratio: budget.None, MinPerSecond: 1, Window: time.Second, Observer: &rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := acquireAll(t, b); got != 1 {
+			t.Fatalf("granted %d; want 1", got)
+		}
+		b.Acquire(t.Context())
+		want := []middleware.Event{
+			{Kind: middleware.Rejected, Concern: "budget", Name: "db", Reason: "budget", Err: budget.ErrExhausted},
+			{Kind: middleware.Rejected, Concern: "budget", Name: "db", Reason: "budget", Err: budget.ErrExhausted},
+		}
+		if diff := cmp.Diff(want, rec.events, cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(budget.Stats{Rejected: 2}, b.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestPanickingObserver: an observer's panic is recovered; the refusal is
+// still counted and returned, and the budget keeps working.
+func TestPanickingObserver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		obs := middleware.ObserverFunc(func(context.Context, middleware.Event) { panic("observer") })
+		b, err := budget.New(budget.Config{Ratio: 1, MinPerSecond: budget.None, Observer: obs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer quietDefaultLog(t)()
+		for range 3 {
+			if _, err := b.Acquire(t.Context()); err != budget.ErrExhausted {
+				t.Fatalf("err = %v; want ErrExhausted", err)
+			}
+		}
+		b.Deposit()
+		if _, err := b.Acquire(t.Context()); err != nil {
+			t.Fatalf("after a deposit: %v", err)
+		}
+		if diff := cmp.Diff(budget.Stats{Rejected: 3}, b.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestReentrantObserver: an observer that calls back into the budget
+// (Stats, Deposit, Acquire) does not deadlock.
+func TestReentrantObserver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var b *budget.Budget
+		var seen []budget.Stats
+		obs := middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+			seen = append(seen, b.Stats())
+			b.Deposit()
+			if _, err := b.Acquire(ctx); err != nil {
+				t.Errorf("re-entrant Acquire after a deposit: %v", err)
+			}
+		})
+		var err error
+		b, err = budget.New(budget.Config{Ratio: 1, MinPerSecond: budget.None, Observer: obs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Acquire(t.Context()); err != budget.ErrExhausted {
+			t.Fatalf("err = %v; want ErrExhausted", err)
+		}
+		if diff := cmp.Diff([]budget.Stats{{Rejected: 1}}, seen); diff != "" {
+			t.Errorf("Stats seen by the observer (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// quietDefaultLog discards slog.Default's output (where Emit reports an
+// observer's panic) until the returned func is called.
+func quietDefaultLog(t *testing.T) func() {
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return func() { slog.SetDefault(old) }
 }
 
 func BenchmarkMutex(b *testing.B) { // baseline: an uncontended lock and the clock read
@@ -198,11 +388,25 @@ func BenchmarkDeposit(b *testing.B) {
 	}
 }
 
-func BenchmarkWithdraw(b *testing.B) {
+// BenchmarkAcquire: a deposit and a granted Acquire (the old
+// BenchmarkWithdraw).
+func BenchmarkAcquire(b *testing.B) {
 	bud, _ := budget.New(budget.Config{})
+	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		bud.Deposit()
-		bud.Withdraw()
+		p, _ := bud.Acquire(ctx)
+		p.Done(nil)
+	}
+}
+
+// BenchmarkAcquireRefused: the rejection path, no observer.
+func BenchmarkAcquireRefused(b *testing.B) {
+	bud, _ := budget.New(budget.Config{Ratio: budget.None, MinPerSecond: budget.None})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		bud.Acquire(ctx)
 	}
 }

@@ -12,8 +12,8 @@ import (
 
 // FuzzNew checks the validator: any Config yields a working budget or an
 // error that starts with "budget: " and names the field at fault, never a
-// panic. A working budget never reports a negative Available, allows
-// exactly Available withdrawals, and refuses every one with no ratio and
+// panic. A working budget never reports a negative Available, grants
+// exactly Available Acquires, and refuses every one with no ratio and
 // no reserve.
 func FuzzNew(f *testing.F) {
 	f.Add(0.0, 0.0, int64(0), uint16(10))
@@ -40,26 +40,26 @@ func FuzzNew(f *testing.F) {
 			for range deposits {
 				b.Deposit()
 			}
-			avail := b.Available()
+			avail := b.Stats().Available
 			if avail < 0 {
-				t.Fatalf("%+v: Available() = %d after %d deposits", cfg, avail, deposits)
+				t.Fatalf("%+v: Available = %d after %d deposits", cfg, avail, deposits)
 			}
 			if ratio == budget.None && perSec == budget.None && avail != 0 {
-				t.Fatalf("%+v: Available() = %d with no ratio and no reserve", cfg, avail)
+				t.Fatalf("%+v: Available = %d with no ratio and no reserve", cfg, avail)
 			}
-			// Withdraw what is available (up to a bound), then once more.
+			// Acquire what is available (up to a bound), then once more.
 			n := min(avail, 5000)
 			for i := range n {
-				if !b.Withdraw() {
-					t.Fatalf("%+v: withdrawal %d of %d available refused", cfg, i+1, avail)
+				if _, err := b.Acquire(t.Context()); err != nil {
+					t.Fatalf("%+v: Acquire %d of %d available refused: %v", cfg, i+1, avail, err)
 				}
 			}
 			// Exact below 2^50; above it the float sums round.
-			if got := b.Available(); avail < 1<<50 && got != avail-n || got < 0 {
-				t.Fatalf("%+v: Available() = %d after %d of %d withdrawals", cfg, got, n, avail)
+			if got := b.Stats().Available; avail < 1<<50 && got != avail-n || got < 0 {
+				t.Fatalf("%+v: Available = %d after %d of %d Acquires", cfg, got, n, avail)
 			}
-			if n == avail && b.Withdraw() {
-				t.Fatalf("%+v: a withdrawal beyond Available() = %d was allowed", cfg, avail)
+			if _, err := b.Acquire(t.Context()); n == avail && err != budget.ErrExhausted {
+				t.Fatalf("%+v: an Acquire beyond Available = %d got %v; want ErrExhausted", cfg, avail, err)
 			}
 		})
 	})

@@ -8,51 +8,32 @@ import (
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/dedup"
-	"golang.org/x/sync/singleflight"
 )
+
+// The baselines against golang.org/x/sync/singleflight live in
+// internal/benchcmp, a module of its own, so that this module does not
+// depend on x/sync.
 
 var sink int
 
 func noop(_ context.Context, in int) (int, error) { return in, nil }
 
 func mustStage(b *testing.B, cfg dedup.Config) middleware.Stage[int, int] {
-	mw, err := dedup.New[int, int](func(i int) int { return i }, cfg)
+	g, err := dedup.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return middleware.Apply(noop, mw)
+	return middleware.Apply(noop, dedup.Middleware[int, int](g, func(i int) int { return i }))
 }
 
 // BenchmarkUncontended measures a call that finds no other call with its
-// key: it runs the stage on a goroutine of its own and waits for it. The
-// baselines are singleflight.Do, which runs the func on the caller's
-// goroutine, and singleflight.DoChan, which, like Dedup, runs it on a new
-// goroutine so the caller can stop waiting. Run them together and compare.
+// key: it runs the stage on a goroutine of its own and waits for it.
 func BenchmarkUncontended(b *testing.B) {
 	ctx := context.Background()
-	b.Run("baseline=singleflight.Do", func(b *testing.B) {
-		var g singleflight.Group
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			v, _, _ := g.Do("k", func() (any, error) { return noop(ctx, i) })
-			sink = v.(int)
-		}
-	})
-	b.Run("baseline=singleflight.DoChan", func(b *testing.B) {
-		var g singleflight.Group
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			select {
-			case r := <-g.DoChan("k", func() (any, error) { return noop(ctx, i) }):
-				sink = r.Val.(int)
-			case <-ctx.Done():
-			}
-		}
-	})
 	b.Run("dedup", func(b *testing.B) {
 		s := mustStage(b, dedup.Config{})
 		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
+		for b.Loop() {
 			sink, _ = s(ctx, 1)
 		}
 	})
@@ -61,15 +42,7 @@ func BenchmarkUncontended(b *testing.B) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			sink, _ = s(ctx, 1)
-		}
-	})
-	b.Run("dedup/tracked", func(b *testing.B) {
-		s := mustStage(b, dedup.Config{})
-		ctx, _ := dedup.Track(ctx)
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
+		for b.Loop() {
 			sink, _ = s(ctx, 1)
 		}
 	})
@@ -89,26 +62,13 @@ func BenchmarkCacheHit(b *testing.B) {
 // BenchmarkContended runs 8 callers per key at once: most of them join.
 func BenchmarkContended(b *testing.B) {
 	ctx := context.Background()
-	b.Run("baseline=singleflight.DoChan", func(b *testing.B) {
-		var g singleflight.Group
-		b.ReportAllocs()
-		var wg sync.WaitGroup
-		for b.Loop() {
-			for range 8 {
-				wg.Go(func() { r := <-g.DoChan("k", func() (any, error) { return noop(ctx, 1) }); _ = r })
-			}
-			wg.Wait()
+	s := mustStage(b, dedup.Config{})
+	b.ReportAllocs()
+	var wg sync.WaitGroup
+	for b.Loop() {
+		for range 8 {
+			wg.Go(func() { _, _ = s(ctx, 1) })
 		}
-	})
-	b.Run("dedup", func(b *testing.B) {
-		s := mustStage(b, dedup.Config{})
-		b.ReportAllocs()
-		var wg sync.WaitGroup
-		for b.Loop() {
-			for range 8 {
-				wg.Go(func() { _, _ = s(ctx, 1) })
-			}
-			wg.Wait()
-		}
-	})
+		wg.Wait()
+	}
 }

@@ -7,12 +7,13 @@ import "time"
 // newest, expired entries are dropped from its head when a new one is
 // stored, and a full cache drops its head, the entry closest to expiry.
 // An expired entry that is looked up is dropped too. Nothing runs in the
-// background. The cache is guarded by its group's mutex.
+// background. The cache is guarded by its table's mutex.
 type cache[K comparable, Out any] struct {
 	ttl        time.Duration
 	max        int
 	m          map[K]*entry[K, Out]
 	head, tail *entry[K, Out] // oldest, newest
+	size       *int           // the table's count of entries, for Stats
 }
 
 type entry[K comparable, Out any] struct {
@@ -54,6 +55,7 @@ func (c *cache[K, Out]) put(k K, out Out, err error, now time.Time) {
 	}
 	c.tail = e
 	c.m[k] = e
+	*c.size++
 }
 
 func (c *cache[K, Out]) remove(e *entry[K, Out]) {
@@ -69,4 +71,5 @@ func (c *cache[K, Out]) remove(e *entry[K, Out]) {
 	}
 	e.prev, e.next = nil, nil
 	delete(c.m, e.key)
+	*c.size--
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -13,12 +12,12 @@ import (
 	"github.com/brace-go/brace/middleware"
 )
 
-// DefaultMaxEntries is the cache bound used when Config.TTL is set and
+// defaultMaxEntries is the cache bound used when Config.TTL is set and
 // Config.MaxEntries is zero.
-const DefaultMaxEntries = 1024
+const defaultMaxEntries = 1024
 
-// Config configures a deduplicating middleware. The zero value
-// deduplicates concurrent calls only: no cache, no hook, no logging.
+// Config configures a [Group]. The zero value deduplicates concurrent
+// calls only: no cache, no observer.
 type Config struct {
 	// TTL, if positive, turns on the result cache: a result is kept for
 	// TTL after its call returns, and a call with the same key within that
@@ -26,9 +25,9 @@ type Config struct {
 	// not be negative.
 	TTL time.Duration
 
-	// MaxEntries bounds the cache. When it is full, expired entries are
-	// dropped first and then the oldest one. Zero means
-	// DefaultMaxEntries. Must not be negative, and must be zero when TTL
+	// MaxEntries bounds each stage's cache. When it is full, expired
+	// entries are dropped first and then the oldest one. Zero means
+	// 1024. Must not be negative, and must be zero when TTL
 	// is zero.
 	MaxEntries int
 
@@ -37,92 +36,68 @@ type Config struct {
 	// runs the stage again. Must be false when TTL is zero.
 	CacheErrors bool
 
-	// OnServe, if not nil, is called once per call, when the call has been
-	// classified as Executed, Joined or Cached, on the caller's goroutine
-	// and outside any lock. [Counter.Observe] is a ready-made OnServe.
-	OnServe func(Served)
-
-	// Logger, if not nil, receives a Debug record per call ("served",
-	// "key"), a Debug record when a shared call is cancelled because all
-	// its callers left, and an Error record when a shared call panics or
-	// calls runtime.Goexit. Nil is silent.
-	Logger *slog.Logger
-
-	// Name, if not empty, is added to log records as "name".
+	// Name is the instance's name in its events ([middleware.Event].Name).
 	Name string
 
-	// Counter, if not nil, counts calls by how they were served, as
-	// OnServe would with Counter.Observe, alongside OnServe. Nil means no
-	// counting.
-	Counter *Counter
+	// Observer, if not nil, receives a [middleware.Joined] event for each
+	// call that shares another call's execution (Reason "cache" when it
+	// was served from the cache), and a [middleware.Rejected] event
+	// (Reason "key") for each call refused with [ErrNaNKey]. It is called
+	// on the caller's goroutine, outside any lock.
+	Observer middleware.Observer
+}
+
+// Stats is a snapshot of what a [Group] has done, over every stage its
+// adapters decorate.
+type Stats struct {
+	Joined       uint64 // calls that shared a call already running (Joined events without a Reason)
+	CacheHits    uint64 // calls served from a cache (Joined events with Reason "cache")
+	Rejected     uint64 // calls refused because their key was not equal to itself (NaN)
+	InFlight     int64  // shared calls running now
+	CacheEntries int64  // results held in the caches now
 }
 
 // ErrGoexit is returned to every caller of a shared call that called
 // runtime.Goexit (for example through t.FailNow) instead of returning.
 var ErrGoexit = errors.New("dedup: shared call called runtime.Goexit")
 
-// Served says how a call was served.
-type Served uint8
+// ErrNaNKey is returned, without running the stage, for a call whose key
+// is not equal to itself: a key that holds a floating-point NaN could
+// never be found again in the table of running calls or in the cache.
+// Its Rejected method reports true and its Retryable method false.
+var ErrNaNKey error = nanKeyError{}
 
-const (
-	// NotServed is the zero value: no dedup stage has served the call.
-	NotServed Served = iota
-	// Executed (new): the call found no call running for its key and
-	// started the shared call.
-	Executed
-	// Joined (in progress): the call joined a shared call already running
-	// for its key.
-	Joined
-	// Cached: the call got a cached result and nothing ran.
-	Cached
-)
+type nanKeyError struct{}
 
-func (s Served) String() string {
-	switch s {
-	case NotServed:
-		return "not served"
-	case Executed:
-		return "new"
-	case Joined:
-		return "in progress"
-	case Cached:
-		return "cached"
-	}
-	return fmt.Sprintf("Served(%d)", uint8(s))
+func (nanKeyError) Error() string   { return "dedup: key is not equal to itself (NaN)" }
+func (nanKeyError) Rejected() bool  { return true }
+func (nanKeyError) Retryable() bool { return false }
+
+// Group holds the settings and the counts of deduplicating middlewares.
+// Build it with [New] and apply it with [Middleware], which takes the key
+// func. It is safe for concurrent use.
+type Group struct {
+	ttl         time.Duration
+	maxEntries  int
+	cacheErrors bool
+	name        string
+	obs         middleware.Observer
+
+	rejected atomic.Uint64
+	inFlight atomic.Int64
+
+	// Joins and cache hits are counted by each table under the mutex it
+	// holds anyway, so that a cache hit touches no shared counter; Stats
+	// adds them up.
+	coresMu sync.Mutex
+	cores   []*tableCore // one per table built, kept for Stats (a few words each)
+
+	// newTable, if not nil, is told about each table built (tests only).
+	newTable func(size func() int)
 }
 
-// New returns a middleware that deduplicates calls by key(in): while a call
-// for a key is running, calls with the same key wait for it and get its
-// result instead of running the stage again. With Config.TTL set, results
-// are also cached for TTL.
-//
-// Results are shared: every caller of a shared call, and every cache hit,
-// gets the same Out value. When Out holds a pointer, slice or map, callers
-// must treat what it points to as read-only.
-//
-// Each stage the middleware decorates has its own table of running calls
-// and its own cache; the hooks and logger are shared.
-//
-// The shared call runs on its own goroutine, with a context that carries
-// the values of the caller that started it but none of its deadline or
-// cancellation (context.WithoutCancel). That context is cancelled when the
-// last caller waiting for the call has left. A caller whose own context
-// ends returns ctx.Err() at once; the others keep waiting.
-//
-// If the shared call panics, every caller waiting for it panics with the
-// same *[PanicError], which carries the value and the stack of the shared
-// call: a panic still reaches each caller, as it would without Dedup, and
-// no caller hangs. ([middleware.Recover] outside Dedup turns it into an
-// error for each caller; inside Dedup, it turns the panic into an ordinary
-// shared error.) If it calls runtime.Goexit, each caller gets
-// [ErrGoexit]. Neither is cached, and the next call runs the stage afresh.
-//
-// key must not be nil; an invalid Config field is reported as an error
-// naming it.
-func New[In, Out any, K comparable](key func(In) K, cfg Config) (middleware.Middleware[In, Out], error) {
-	if key == nil {
-		return nil, errors.New("dedup: key func must not be nil")
-	}
+// New returns a Group for cfg, or an error naming the first invalid field.
+func New(cfg Config) (*Group, error) {
 	switch {
 	case cfg.TTL < 0:
 		return nil, fmt.Errorf("dedup: TTL must not be negative, got %v", cfg.TTL)
@@ -134,86 +109,129 @@ func New[In, Out any, K comparable](key func(In) K, cfg Config) (middleware.Midd
 		return nil, errors.New("dedup: CacheErrors must be false when TTL is zero (no cache)")
 	}
 	if cfg.TTL > 0 && cfg.MaxEntries == 0 {
-		cfg.MaxEntries = DefaultMaxEntries
+		cfg.MaxEntries = defaultMaxEntries
 	}
-	return build[In, Out](key, nil, cfg), nil
+	return &Group{
+		ttl:         cfg.TTL,
+		maxEntries:  cfg.MaxEntries,
+		cacheErrors: cfg.CacheErrors,
+		name:        cfg.Name,
+		obs:         cfg.Observer,
+	}, nil
 }
 
-// Cache is a result cache that a deduplicating middleware built with
-// [NewWithCache] uses instead of its own in-memory one: for example a cache
-// in Redis (package redisstore's *Cache[Out] is a Cache[string, Out]),
-// which shares results between processes.
-//
-// Get returns the result cached for key and true, or false on a miss; a
-// cache that fails (its store is down, an entry does not decode) reports a
-// miss, so the stage runs. Set stores a result; the cache decides how long
-// it keeps it and how many it holds, and a Set that fails is dropped. Both
-// are called by the shared call, once per shared call, with its context
-// (see [New]); they must be safe for concurrent use and should bound their
-// own time, since the callers of the shared call wait for them. A panic in
-// either reaches the callers as a panic of the shared call would.
-type Cache[K comparable, Out any] interface {
-	Get(ctx context.Context, key K) (Out, bool)
-	Set(ctx context.Context, key K, out Out)
-}
-
-// NewWithCache is [New] with an external result cache instead of the
-// in-memory one: a shared call first asks cache for its key and, on a
-// miss, runs the stage and stores a successful result with cache.Set
-// before its callers get it. Concurrent calls with one key still share one
-// shared call, and so one Get (and at most one run and one Set). Errors,
-// panics and calls abandoned by all their callers are never stored.
-//
-// The cache owns expiry and size, so Config.TTL and Config.MaxEntries must
-// be zero, and Config.CacheErrors false. A call that starts a shared call
-// is reported (OnServe, Counter, Tracker, Logger) when it ends: as Cached
-// when the shared call was served by the cache, as Executed when it ran
-// the stage or when the caller left before it ended. Calls that join it
-// are Joined.
-func NewWithCache[In, Out any, K comparable](key func(In) K, cache Cache[K, Out], cfg Config) (middleware.Middleware[In, Out], error) {
-	switch {
-	case key == nil:
-		return nil, errors.New("dedup: key func must not be nil")
-	case cache == nil:
-		return nil, errors.New("dedup: cache must not be nil")
-	case cfg.TTL != 0:
-		return nil, fmt.Errorf("dedup: TTL must be zero with NewWithCache (the cache decides how long it keeps results), got %v", cfg.TTL)
-	case cfg.MaxEntries != 0:
-		return nil, fmt.Errorf("dedup: MaxEntries must be zero with NewWithCache (the cache bounds itself), got %d", cfg.MaxEntries)
-	case cfg.CacheErrors:
-		return nil, errors.New("dedup: CacheErrors must be false with NewWithCache (errors are never stored in an external cache)")
+// Stats returns the counts so far, summed over every stage the Group's
+// adapters decorate. It has no side effects.
+func (g *Group) Stats() Stats {
+	g.coresMu.Lock()
+	cores := g.cores
+	g.coresMu.Unlock()
+	st := Stats{Rejected: g.rejected.Load(), InFlight: g.inFlight.Load()}
+	for _, c := range cores {
+		c.mu.Lock()
+		st.Joined += c.joined
+		st.CacheHits += c.cacheHits
+		st.CacheEntries += int64(c.cacheEntries)
+		c.mu.Unlock()
 	}
-	return build[In](key, cache, cfg), nil
+	return st
 }
 
-// build returns the middleware for a validated cfg and, if not nil, an
-// external cache.
-func build[In, Out any, K comparable](key func(In) K, ext Cache[K, Out], cfg Config) middleware.Middleware[In, Out] {
+// Middleware returns a middleware that deduplicates calls by key(in):
+// while a call for a key is running, calls with the same key wait for it
+// and get its result instead of running the stage again. With
+// Config.TTL set, results are also cached for TTL.
+//
+// Each stage the middleware decorates gets its own table of running calls
+// and its own cache, typed by In, Out and K: calls are shared only within
+// one decorated stage, never between two stages, even with equal keys.
+// The Group's settings apply to all of them, and its [Group.Stats] add
+// up over all of them.
+//
+// Results are shared: every caller of a shared call, and every cache hit,
+// gets the same Out value. When Out holds a pointer, slice or map, callers
+// must treat what it points to as read-only.
+//
+// The shared call runs on its own goroutine, with a context that carries
+// the values of the caller that started it but none of its deadline or
+// cancellation (context.WithoutCancel). That context is cancelled when the
+// last caller waiting for the call has left. A caller whose own context
+// ends returns ctx.Err() at once; the others keep waiting. A caller whose
+// context has already ended returns ctx.Err() and starts nothing.
+//
+// If the shared call panics, every caller waiting for it panics with the
+// same *[middleware.PanicError], which carries the value and the stack of the shared
+// call: a panic still reaches each caller, as it would without dedup, and
+// no caller hangs. ([middleware.Recover] outside dedup turns it into an
+// error for each caller; inside dedup, it turns the panic into an ordinary
+// shared error.) If it calls runtime.Goexit, each caller gets
+// [ErrGoexit]. Neither is cached, and the next call runs the stage afresh.
+//
+// A call whose key is not equal to itself (a NaN) gets [ErrNaNKey]; the
+// stage is not run and nothing is stored. A panic in key propagates to
+// the caller; nothing has been taken by then.
+//
+// A nil g or key is a programmer error: Middleware panics.
+func Middleware[In, Out any, K comparable](g *Group, key func(In) K) middleware.Middleware[In, Out] {
+	if g == nil {
+		panic("dedup: nil *Group (was New's error ignored?)")
+	}
+	if key == nil {
+		panic("dedup: nil key func")
+	}
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
-		g := &group[In, Out, K]{
-			key:     key,
-			next:    middleware.Apply(next), // a nil next fails with middleware.ErrNilStage
-			cfg:     cfg,
-			ext:     ext,
-			flights: make(map[K]*flight[Out]),
+		if next == nil {
+			panic("middleware: nil stage")
 		}
-		if cfg.TTL > 0 {
-			g.cache = &cache[K, Out]{ttl: cfg.TTL, max: cfg.MaxEntries, m: make(map[K]*entry[K, Out])}
+		t := &table[In, Out, K]{
+			tableCore: new(tableCore),
+			g:         g,
+			key:       key,
+			next:      next,
+			flights:   make(map[K]*flight[Out]),
 		}
-		return g.call
+		if g.ttl > 0 {
+			t.cache = &cache[K, Out]{ttl: g.ttl, max: g.maxEntries, m: make(map[K]*entry[K, Out]), size: &t.cacheEntries}
+		}
+		g.coresMu.Lock()
+		g.cores = append(g.cores, t.tableCore)
+		g.coresMu.Unlock()
+		if g.newTable != nil {
+			g.newTable(t.size)
+		}
+		return t.call
 	}
 }
 
-// group is the state of one decorated stage.
-type group[In, Out any, K comparable] struct {
+// tableCore is the part of a table that its Group keeps for Stats: the
+// table's mutex and the counts kept under it.
+type tableCore struct {
+	mu           sync.Mutex
+	joined       uint64 // guarded by mu
+	cacheHits    uint64 // guarded by mu
+	cacheEntries int    // guarded by mu
+}
+
+// table is the state of one decorated stage.
+type table[In, Out any, K comparable] struct {
+	*tableCore
+	g    *Group
 	key  func(In) K
 	next middleware.Stage[In, Out]
-	cfg  Config
-	ext  Cache[K, Out] // NewWithCache's cache, or nil
 
-	mu      sync.Mutex
 	flights map[K]*flight[Out] // running shared calls, guarded by mu
 	cache   *cache[K, Out]     // nil without TTL, guarded by mu
+}
+
+// size returns the number of running calls and cached results (tests).
+func (t *table[In, Out, K]) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.flights)
+	if t.cache != nil {
+		n += len(t.cache.m)
+	}
+	return n
 }
 
 // flight is one shared call.
@@ -225,77 +243,65 @@ type flight[Out any] struct {
 	// callers after it is.
 	out      Out
 	err      error
-	panicked *PanicError
+	panicked error // a *sharedPanic around the *middleware.PanicError
 
-	waiters   int  // callers still waiting, guarded by group.mu
-	abandoned bool // every caller left before the result, guarded by group.mu
-	hit       bool // served by the external cache; set like out
+	waiters   int  // callers still waiting, guarded by table.mu
+	abandoned bool // every caller left before the result, guarded by table.mu
 }
 
-func (g *group[In, Out, K]) call(ctx context.Context, in In) (Out, error) {
+func (t *table[In, Out, K]) call(ctx context.Context, in In) (Out, error) {
 	var zero Out
 	// A caller that has already gone does not start or join a call.
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	k := g.key(in)
-	tr, _ := ctx.Value(trackerKey{}).(*Tracker)
+	k := t.key(in)
+	if k != k {
+		t.g.reject(ctx)
+		return zero, ErrNaNKey
+	}
 
 	var now time.Time
-	if g.cache != nil {
+	if t.cache != nil {
 		now = time.Now() // before the lock: every call for this stage waits on it
 	}
-	g.mu.Lock()
-	if g.cache != nil {
-		if e := g.cache.get(k, now); e != nil {
+	t.mu.Lock()
+	if t.cache != nil {
+		if e := t.cache.get(k, now); e != nil {
 			out, err := e.out, e.err
-			g.mu.Unlock()
-			g.served(ctx, k, Cached, tr)
+			t.cacheHits++
+			t.mu.Unlock()
+			if t.g.obs != nil {
+				t.g.emitJoined(ctx, "cache")
+			}
 			return out, err
 		}
 	}
-	f, how := g.flights[k], Joined
+	f := t.flights[k]
 	if f != nil {
 		f.waiters++
-		g.mu.Unlock()
+		t.joined++
+		t.mu.Unlock()
+		if t.g.obs != nil {
+			t.g.emitJoined(ctx, "")
+		}
 	} else {
-		how = Executed
 		// The shared call must outlive this caller if others join it, so
 		// it runs detached from this caller's cancellation and is
 		// cancelled by the last caller to leave.
-		fctx := context.WithoutCancel(ctx)
-		if tr != nil {
-			// This caller's Tracker is for this caller; a dedup stage
-			// inside the shared call must not write to it.
-			fctx = context.WithValue(fctx, trackerKey{}, (*Tracker)(nil))
-		}
-		fctx, cancel := context.WithCancel(fctx)
+		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight[Out]{done: make(chan struct{}), cancel: cancel, waiters: 1}
-		g.flights[k] = f
-		g.mu.Unlock()
-		go g.run(fctx, k, in, f)
-	}
-	// With an external cache, the caller that started the shared call
-	// learns whether it was served by the cache only when it ends.
-	late := how == Executed && g.ext != nil
-	if !late {
-		g.served(ctx, k, how, tr)
+		t.flights[k] = f
+		t.mu.Unlock()
+		t.g.inFlight.Add(1)
+		go t.run(fctx, k, in, f)
 	}
 
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		g.leave(ctx, k, f)
-		if late {
-			g.served(ctx, k, Executed, tr)
-		}
+		t.leave(k, f)
 		return zero, ctx.Err()
-	}
-	if late {
-		if f.hit {
-			how = Cached
-		}
-		g.served(ctx, k, how, tr)
 	}
 	if f.panicked != nil {
 		panic(f.panicked)
@@ -303,198 +309,84 @@ func (g *group[In, Out, K]) call(ctx context.Context, in In) (Out, error) {
 	return f.out, f.err
 }
 
-// served reports how a call is served to the hook, the log and the
-// caller's Tracker.
-func (g *group[In, Out, K]) served(ctx context.Context, k K, how Served, tr *Tracker) {
-	if tr != nil {
-		tr.v.Store(uint32(how))
-	}
-	if g.cfg.Counter != nil {
-		g.cfg.Counter.Observe(how)
-	}
-	if g.cfg.OnServe != nil {
-		g.cfg.OnServe(how)
-	}
-	if g.cfg.Logger != nil {
-		g.log(ctx, slog.LevelDebug, "dedup: served", slog.String("served", how.String()), slog.Any("key", k))
+func (g *Group) emitJoined(ctx context.Context, reason string) {
+	middleware.Emit(ctx, g.obs, middleware.Event{Kind: middleware.Joined, Concern: "dedup", Name: g.name, Reason: reason})
+}
+
+func (g *Group) reject(ctx context.Context) {
+	g.rejected.Add(1)
+	if g.obs != nil {
+		middleware.Emit(ctx, g.obs, middleware.Event{Kind: middleware.Rejected, Concern: "dedup", Name: g.name, Reason: "key", Err: ErrNaNKey})
 	}
 }
 
 // leave records that a waiting caller has gone. When it was the last, the
 // shared call is cancelled and forgotten, so a caller arriving later starts
 // a fresh call instead of joining one that is being cancelled.
-func (g *group[In, Out, K]) leave(ctx context.Context, k K, f *flight[Out]) {
-	g.mu.Lock()
+func (t *table[In, Out, K]) leave(k K, f *flight[Out]) {
+	t.mu.Lock()
 	f.waiters--
 	last := f.waiters == 0
 	if last {
 		f.abandoned = true
-		if g.flights[k] == f {
-			delete(g.flights, k)
+		if t.flights[k] == f {
+			delete(t.flights, k)
 		}
 	}
-	g.mu.Unlock()
+	t.mu.Unlock()
 	if last {
 		f.cancel()
-		if g.cfg.Logger != nil {
-			g.log(ctx, slog.LevelDebug, "dedup: shared call cancelled, all callers left", slog.Any("key", k))
-		}
 	}
 }
 
 // run is the shared call's goroutine. It turns a panic or runtime.Goexit
 // in the stage into an outcome for the waiting callers: a goroutine of our
 // own must neither crash the process nor leave callers waiting forever.
-func (g *group[In, Out, K]) run(ctx context.Context, k K, in In, f *flight[Out]) {
+func (t *table[In, Out, K]) run(ctx context.Context, k K, in In, f *flight[Out]) {
 	returned := false
 	defer func() {
 		if !returned {
 			// Since Go 1.21 every panic recovers a non-nil value, so nil
 			// here means runtime.Goexit is unwinding the goroutine.
 			if v := recover(); v != nil {
-				f.panicked = &PanicError{Value: v, Stack: debug.Stack()}
+				f.panicked = &sharedPanic{&middleware.PanicError{Value: v, Stack: debug.Stack()}}
 			} else {
 				f.err = ErrGoexit
 			}
 		}
-		g.finish(ctx, k, f, returned)
+		t.finish(k, f, returned)
 		// Here rather than in finish, whose frame would otherwise be on
 		// the stack too: the shared call's goroutine starts with a small
 		// stack, and cancelling a context goes deep.
 		f.cancel()
 	}()
-	if g.ext != nil {
-		g.external(ctx, k, in, f)
-	} else {
-		f.out, f.err = g.next(ctx, in)
-	}
+	f.out, f.err = t.next(ctx, in)
 	returned = true
 }
 
-// external is the shared call with an external cache: it sets f's result
-// to the cache's, or to the stage's, stored in the cache when it
-// succeeded. It stores it
-// before the shared call ends, so that a call arriving meanwhile joins the
-// shared call and one arriving after it finds the result in the cache. A
-// shared call abandoned by all its callers (its context is then cancelled)
-// stores nothing.
-//
-// It is not inlined into run, so that the in-memory path's run keeps a
-// small frame: the shared call's goroutine starts with a small stack.
-//
-//go:noinline
-func (g *group[In, Out, K]) external(ctx context.Context, k K, in In, f *flight[Out]) {
-	if out, ok := g.ext.Get(ctx, k); ok {
-		f.out, f.hit = out, true
-		return
-	}
-	f.out, f.err = g.next(ctx, in)
-	if f.err == nil && ctx.Err() == nil {
-		g.ext.Set(ctx, k, f.out)
-	}
-}
-
-func (g *group[In, Out, K]) finish(ctx context.Context, k K, f *flight[Out], returned bool) {
-	if g.cfg.Logger != nil {
-		switch {
-		case f.panicked != nil:
-			g.log(ctx, slog.LevelError, "dedup: shared call panicked", slog.Any("key", k), slog.Any("panic", f.panicked.Value))
-		case !returned:
-			g.log(ctx, slog.LevelError, "dedup: shared call called runtime.Goexit", slog.Any("key", k))
-		}
-	}
-
-	g.mu.Lock()
+func (t *table[In, Out, K]) finish(k K, f *flight[Out], returned bool) {
+	t.mu.Lock()
 	// A newer call for the same key may have replaced this one after all
 	// callers left it; only this call's own entry is removed (golang/go#31420).
-	if g.flights[k] == f {
-		delete(g.flights, k)
+	if t.flights[k] == f {
+		delete(t.flights, k)
 	}
-	if g.cache != nil && returned && !f.abandoned && (f.err == nil || g.cfg.CacheErrors) {
-		g.cache.put(k, f.out, f.err, time.Now())
+	if t.cache != nil && returned && !f.abandoned && (f.err == nil || t.g.cacheErrors) {
+		t.cache.put(k, f.out, f.err, time.Now())
 	}
 	close(f.done)
-	g.mu.Unlock()
+	t.mu.Unlock()
+	t.g.inFlight.Add(-1)
 }
 
-func (g *group[In, Out, K]) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
-	if !g.cfg.Logger.Enabled(ctx, level) {
-		return
-	}
-	if g.cfg.Name != "" {
-		attrs = append(attrs, slog.String("name", g.cfg.Name))
-	}
-	g.cfg.Logger.LogAttrs(ctx, level, msg, attrs...)
+// sharedPanic is what every caller of a shared call that panicked panics
+// with: an error wrapping the *middleware.PanicError (errors.As finds it),
+// whose text also carries the shared call's stack, so that an unrecovered
+// crash shows where the panic happened, not only where it was re-raised.
+type sharedPanic struct{ pe *middleware.PanicError }
+
+func (s *sharedPanic) Error() string {
+	return fmt.Sprintf("dedup: shared call panicked: %v\n\n%s", s.pe.Value, s.pe.Stack)
 }
 
-// PanicError is the value every caller of a shared call that panicked
-// panics with. Its Error text includes the shared call's stack, so a crash
-// report shows where the panic happened, not only where it was re-raised.
-// When Value is an error, Unwrap returns it.
-type PanicError struct {
-	Value any    // the value the shared call panicked with
-	Stack []byte // the shared call's stack at the panic
-}
-
-func (e *PanicError) Error() string {
-	return fmt.Sprintf("dedup: shared call panicked: %v\n\n%s", e.Value, e.Stack)
-}
-
-// Unwrap returns the panic value if it is an error, and nil otherwise.
-func (e *PanicError) Unwrap() error {
-	err, _ := e.Value.(error)
-	return err
-}
-
-// Tracker records how a call made with a context from [Track] was served.
-// It is safe for concurrent use.
-type Tracker struct{ v atomic.Uint32 }
-
-type trackerKey struct{}
-
-// Track returns a context that records, in the returned Tracker, how a
-// dedup stage serves a call made with it. With several dedup stages in one
-// chain, the outermost one's answer is recorded.
-func Track(ctx context.Context) (context.Context, *Tracker) {
-	t := new(Tracker)
-	return context.WithValue(ctx, trackerKey{}, t), t
-}
-
-// Served returns how the last call made with the Tracker's context was
-// served, or NotServed if no dedup stage has served one.
-func (t *Tracker) Served() Served { return Served(t.v.Load()) }
-
-// Counter counts calls by how they were served. Set it as Config.Counter
-// (or use its Observe method as Config.OnServe). The zero value is ready to
-// use, a Counter is safe for concurrent use, and one Counter may be shared
-// by several middlewares to count them together.
-type Counter struct {
-	executions, joins, cacheHits atomic.Uint64
-}
-
-// Stats is a snapshot of a [Counter].
-type Stats struct {
-	Executions uint64 // calls that ran the stage
-	Joins      uint64 // calls that joined a running call
-	CacheHits  uint64 // calls served from the cache
-}
-
-// Observe counts one call served as s.
-func (c *Counter) Observe(s Served) {
-	switch s {
-	case Executed:
-		c.executions.Add(1)
-	case Joined:
-		c.joins.Add(1)
-	case Cached:
-		c.cacheHits.Add(1)
-	}
-}
-
-// Stats returns the counts so far. A nil Counter returns zero Stats.
-func (c *Counter) Stats() Stats {
-	if c == nil {
-		return Stats{}
-	}
-	return Stats{Executions: c.executions.Load(), Joins: c.joins.Load(), CacheHits: c.cacheHits.Load()}
-}
+func (s *sharedPanic) Unwrap() error { return s.pe }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -47,13 +49,49 @@ func (g *gated) stage(ctx context.Context, key string) (string, error) {
 	return r.out, r.err
 }
 
-func build(t *testing.T, cfg dedup.Config, s middleware.Stage[string, string]) middleware.Stage[string, string] {
+func mustNew(t testing.TB, cfg dedup.Config) *dedup.Group {
 	t.Helper()
-	mw, err := dedup.New[string, string](func(k string) string { return k }, cfg)
+	g, err := dedup.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return middleware.Apply(s, mw)
+	return g
+}
+
+func ident(k string) string { return k }
+
+// build returns s deduplicated by its input, and the Group.
+func build(t *testing.T, cfg dedup.Config, s middleware.Stage[string, string]) (middleware.Stage[string, string], *dedup.Group) {
+	t.Helper()
+	g := mustNew(t, cfg)
+	return middleware.Apply(s, dedup.Middleware[string, string](g, ident)), g
+}
+
+// recorder is an Observer that keeps every event.
+type recorder struct {
+	mu     sync.Mutex
+	events []middleware.Event
+}
+
+func (r *recorder) Observe(_ context.Context, e middleware.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) get() []middleware.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]middleware.Event(nil), r.events...)
+}
+
+// reasons returns the Reason of each event, "" for a join.
+func (r *recorder) reasons() []string {
+	var out []string
+	for _, e := range r.get() {
+		out = append(out, e.Kind.String()+"/"+e.Reason)
+	}
+	return out
 }
 
 type outcome struct {
@@ -72,27 +110,24 @@ func goCall(ctx context.Context, s middleware.Stage[string, string], key string)
 }
 
 func TestNewRejectsInvalidConfig(t *testing.T) {
-	key := func(s string) string { return s }
 	tests := []struct {
 		name string
-		key  func(string) string
 		cfg  dedup.Config
 		want string
 	}{
-		{"nil key", nil, dedup.Config{}, "dedup: key func must not be nil"},
-		{"negative TTL", key, dedup.Config{TTL: -time.Second}, "dedup: TTL must not be negative, got -1s"},
-		{"negative MaxEntries", key, dedup.Config{TTL: time.Second, MaxEntries: -1}, "dedup: MaxEntries must not be negative, got -1"},
-		{"MaxEntries without TTL", key, dedup.Config{MaxEntries: 10}, "dedup: MaxEntries must be zero when TTL is zero (no cache), got 10"},
-		{"CacheErrors without TTL", key, dedup.Config{CacheErrors: true}, "dedup: CacheErrors must be false when TTL is zero (no cache)"},
+		{"negative TTL", dedup.Config{TTL: -time.Second}, "dedup: TTL must not be negative, got -1s"},
+		{"negative MaxEntries", dedup.Config{TTL: time.Second, MaxEntries: -1}, "dedup: MaxEntries must not be negative, got -1"},
+		{"MaxEntries without TTL", dedup.Config{MaxEntries: 10}, "dedup: MaxEntries must be zero when TTL is zero (no cache), got 10"},
+		{"CacheErrors without TTL", dedup.Config{CacheErrors: true}, "dedup: CacheErrors must be false when TTL is zero (no cache)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			mw, err := dedup.New[string, string](tt.key, tt.cfg)
+			g, err := dedup.New(tt.cfg)
 			if err == nil {
 				t.Fatalf("New succeeded, want error %q", tt.want)
 			}
-			if mw != nil {
-				t.Error("New returned a middleware with its error")
+			if g != nil {
+				t.Error("New returned a Group with its error")
 			}
 			if diff := cmp.Diff(tt.want, err.Error()); diff != "" {
 				t.Errorf("error text (-want +got):\n%s", diff)
@@ -104,8 +139,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 func TestConcurrentCallsRunOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGated()
-		var c dedup.Counter
-		s := build(t, dedup.Config{OnServe: c.Observe}, g.stage)
+		s, grp := build(t, dedup.Config{}, g.stage)
 		var calls []<-chan outcome
 		for range 5 {
 			calls = append(calls, goCall(context.Background(), s, "a"))
@@ -117,6 +151,9 @@ func TestConcurrentCallsRunOnce(t *testing.T) {
 		}
 		<-g.started
 		<-g.started
+		if got := grp.Stats().InFlight; got != 2 {
+			t.Errorf("InFlight = %d with two shared calls running, want 2", got)
+		}
 		g.release <- result{out: "x"}
 		g.release <- result{out: "x"}
 		for _, ch := range append(calls, other) {
@@ -124,7 +161,7 @@ func TestConcurrentCallsRunOnce(t *testing.T) {
 				t.Errorf("outcome (-want +got):\n%s", diff)
 			}
 		}
-		if diff := cmp.Diff(dedup.Stats{Executions: 2, Joins: 4}, c.Stats()); diff != "" {
+		if diff := cmp.Diff(dedup.Stats{Joined: 4}, grp.Stats()); diff != "" {
 			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
 		// The calls are over: the next one runs the stage again.
@@ -142,7 +179,7 @@ func TestConcurrentCallsRunOnce(t *testing.T) {
 func TestPitfallJoinedWaitersGetTheRealError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGated()
-		s := build(t, dedup.Config{}, g.stage)
+		s, _ := build(t, dedup.Config{}, g.stage)
 		var calls []<-chan outcome
 		for range 4 {
 			calls = append(calls, goCall(context.Background(), s, "k"))
@@ -176,8 +213,7 @@ func TestPitfallCancelledWaiterLeavesOthersWaiting(t *testing.T) {
 		t.Run(who+" leaves", func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				g := newGated()
-				var c dedup.Counter
-				s := build(t, dedup.Config{OnServe: c.Observe}, g.stage)
+				s, grp := build(t, dedup.Config{}, g.stage)
 				leaderCtx, cancelLeader := context.WithCancel(context.Background())
 				joinerCtx, cancelJoiner := context.WithCancel(context.Background())
 				defer cancelLeader()
@@ -211,7 +247,7 @@ func TestPitfallCancelledWaiterLeavesOthersWaiting(t *testing.T) {
 				if got := g.runs.Load(); got != 1 {
 					t.Errorf("stage ran %d times, want 1", got)
 				}
-				if diff := cmp.Diff(dedup.Stats{Executions: 1, Joins: 3}, c.Stats()); diff != "" {
+				if diff := cmp.Diff(dedup.Stats{Joined: 3}, grp.Stats()); diff != "" {
 					t.Errorf("Stats (-want +got):\n%s", diff)
 				}
 			})
@@ -224,7 +260,7 @@ func TestPitfallCancelledWaiterLeavesOthersWaiting(t *testing.T) {
 func TestPitfallSharedCallCancelledWhenLastWaiterLeaves(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sawCancel := make(chan error, 1)
-		s := build(t, dedup.Config{}, func(ctx context.Context, _ string) (string, error) {
+		s, _ := build(t, dedup.Config{}, func(ctx context.Context, _ string) (string, error) {
 			<-ctx.Done()
 			sawCancel <- ctx.Err()
 			return "", ctx.Err()
@@ -258,8 +294,7 @@ func TestPitfallSharedCallCancelledWhenLastWaiterLeaves(t *testing.T) {
 func TestPitfallNewCallerDoesNotInheritCancellation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGated()
-		var c dedup.Counter
-		s := build(t, dedup.Config{OnServe: c.Observe}, func(ctx context.Context, k string) (string, error) {
+		s, grp := build(t, dedup.Config{}, func(ctx context.Context, k string) (string, error) {
 			out, err := g.stage(ctx, k)
 			if err == nil {
 				err = ctx.Err() // like a stage that notices cancellation late
@@ -297,7 +332,10 @@ func TestPitfallNewCallerDoesNotInheritCancellation(t *testing.T) {
 				t.Errorf("later caller (-want +got):\n%s", diff)
 			}
 		}
-		if diff := cmp.Diff(dedup.Stats{Executions: 2, Joins: 1}, c.Stats()); diff != "" {
+		if g.runs.Load() != 2 {
+			t.Errorf("stage ran %d times, want 2", g.runs.Load())
+		}
+		if diff := cmp.Diff(dedup.Stats{Joined: 1}, grp.Stats()); diff != "" {
 			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
 	})
@@ -308,7 +346,7 @@ func TestPitfallNewCallerDoesNotInheritCancellation(t *testing.T) {
 func TestPitfallWaiterHonoursItsOwnDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGated()
-		s := build(t, dedup.Config{}, g.stage)
+		s, _ := build(t, dedup.Config{}, g.stage)
 		leader := goCall(context.Background(), s, "k")
 		<-g.started
 		start := time.Now()
@@ -333,7 +371,7 @@ func TestPitfallWaiterHonoursItsOwnDeadline(t *testing.T) {
 func TestSharedCallIgnoresFirstCallersDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGated()
-		s := build(t, dedup.Config{}, g.stage)
+		s, _ := build(t, dedup.Config{}, g.stage)
 		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), ctxKey{}, "v"), time.Second)
 		defer cancel()
 		first := goCall(ctx, s, "k")
@@ -361,20 +399,34 @@ func TestSharedCallIgnoresFirstCallersDeadline(t *testing.T) {
 
 type ctxKey struct{}
 
+// Issue 14 item 9: a caller whose context has already ended gets
+// ctx.Err(), starts nothing, joins nothing and is not served from the
+// cache; the key func is not even called.
 func TestAlreadyCancelledCallerStartsNothing(t *testing.T) {
-	var runs atomic.Int64
-	var c dedup.Counter
-	s := build(t, dedup.Config{OnServe: c.Observe}, func(context.Context, string) (string, error) {
-		runs.Add(1)
-		return "", nil
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := s(ctx, "k"); !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v, want context.Canceled", err)
-	}
-	if runs.Load() != 0 || c.Stats() != (dedup.Stats{}) {
-		t.Errorf("runs = %d, stats = %+v; want nothing", runs.Load(), c.Stats())
+	for _, ttl := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprint("TTL=", ttl), func(t *testing.T) {
+			var runs, keys atomic.Int64
+			var rec recorder
+			g := mustNew(t, dedup.Config{TTL: ttl, Observer: &rec})
+			s := middleware.Apply(func(context.Context, string) (string, error) {
+				runs.Add(1)
+				return "v", nil
+			}, dedup.Middleware[string, string](g, func(k string) string { keys.Add(1); return k }))
+			if ttl > 0 {
+				s(context.Background(), "k") // cached
+				runs.Store(0)
+				keys.Store(0)
+			}
+			before := g.Stats()
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if out, err := s(ctx, "k"); err != context.Canceled || out != "" {
+				t.Errorf("call = %q, %v; want \"\", context.Canceled", out, err)
+			}
+			if runs.Load() != 0 || keys.Load() != 0 || g.Stats() != before || len(rec.get()) != 0 {
+				t.Errorf("runs = %d, key calls = %d, stats = %+v, events %v; want nothing", runs.Load(), keys.Load(), g.Stats(), rec.get())
+			}
+		})
 	}
 }
 
@@ -382,13 +434,12 @@ func TestAlreadyCancelledCallerStartsNothing(t *testing.T) {
 // (re-panicked or as an error, documented), none may hang, and the next
 // call starts fresh. singleflight.DoChan turns a panic into a process
 // crash (golang/go #75748)". Dedup re-panics in every waiting caller with
-// a *dedup.PanicError; the process survives when callers recover.
+// a *middleware.PanicError; the process survives when callers recover.
 func TestPitfallPanicReachesEveryWaiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
 		var runs atomic.Int64
-		var logBuf bytes.Buffer
-		s := build(t, dedup.Config{Logger: slog.New(slog.NewTextHandler(&logBuf, nil))}, func(_ context.Context, k string) (string, error) {
+		s, grp := build(t, dedup.Config{TTL: time.Minute, CacheErrors: true}, func(_ context.Context, k string) (string, error) {
 			if runs.Add(1) == 1 {
 				<-release
 				panic(errBoom)
@@ -407,9 +458,10 @@ func TestPitfallPanicReachesEveryWaiter(t *testing.T) {
 		close(release)
 		for range callers {
 			v := <-got
-			pe, ok := v.(*dedup.PanicError)
-			if !ok {
-				t.Fatalf("caller recovered %T %v, want *dedup.PanicError", v, v)
+			err, _ := v.(error)
+			var pe *middleware.PanicError
+			if !errors.As(err, &pe) {
+				t.Fatalf("caller recovered %T %v, want an error wrapping a *middleware.PanicError", v, v)
 			}
 			if !errors.Is(pe, errBoom) {
 				t.Errorf("panic %v does not wrap the stage's value", pe)
@@ -419,10 +471,10 @@ func TestPitfallPanicReachesEveryWaiter(t *testing.T) {
 			}
 		}
 		if out, err := s(context.Background(), "k"); out != "fresh" || err != nil {
-			t.Errorf("call after the panic = %q, %v; want a fresh run", out, err)
+			t.Errorf("call after the panic = %q, %v; want a fresh run (a panic is never cached)", out, err)
 		}
-		if !strings.Contains(logBuf.String(), `level=ERROR msg="dedup: shared call panicked" key=k panic=boom`) {
-			t.Errorf("log lacks the panic record:\n%s", logBuf.String())
+		if diff := cmp.Diff(dedup.Stats{Joined: callers - 1, CacheEntries: 1}, grp.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
 	})
 }
@@ -436,7 +488,7 @@ func TestPitfallGoexitDoesNotHangWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
 		var runs atomic.Int64
-		s := build(t, dedup.Config{TTL: time.Minute, CacheErrors: true}, func(context.Context, string) (string, error) {
+		s, _ := build(t, dedup.Config{TTL: time.Minute, CacheErrors: true}, func(context.Context, string) (string, error) {
 			if runs.Add(1) == 1 {
 				<-release
 				runtime.Goexit()
@@ -464,8 +516,8 @@ func TestPitfallGoexitDoesNotHangWaiters(t *testing.T) {
 // the shared call's stack in the report. Run in a subprocess.
 func TestUnrecoveredPanicCrashesWithTheSharedCallsStack(t *testing.T) {
 	if os.Getenv("DEDUP_CRASH") == "1" {
-		mw, _ := dedup.New[string, string](func(k string) string { return k }, dedup.Config{})
-		s := middleware.Apply(panicky, mw)
+		g, _ := dedup.New(dedup.Config{})
+		s := middleware.Apply(panicky, dedup.Middleware[string, string](g, ident))
 		s(context.Background(), "k")
 		return
 	}
@@ -487,36 +539,32 @@ func panicky(context.Context, string) (string, error) { panic("kaboom") }
 func TestTTLCache(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var runs atomic.Int64
-		var c dedup.Counter
-		s := build(t, dedup.Config{TTL: time.Minute, OnServe: c.Observe}, func(_ context.Context, k string) (string, error) {
+		var rec recorder
+		s, grp := build(t, dedup.Config{TTL: time.Minute, Observer: &rec}, func(_ context.Context, k string) (string, error) {
 			return fmt.Sprintf("%s#%d", k, runs.Add(1)), nil
 		})
-		call := func(k string) (string, dedup.Served) {
+		var got []string
+		call := func(k string) {
 			t.Helper()
-			ctx, tr := dedup.Track(context.Background())
-			out, err := s(ctx, k)
+			out, err := s(context.Background(), k)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return out, tr.Served()
+			got = append(got, out)
 		}
-		type served struct {
-			Out string
-			How dedup.Served
-		}
-		var got []served
-		add := func(out string, how dedup.Served) { got = append(got, served{out, how}) }
-		add(call("a"))
+		call("a")
 		time.Sleep(time.Minute - time.Nanosecond)
-		add(call("a")) // still live
+		call("a") // still live
 		time.Sleep(time.Nanosecond)
-		add(call("a")) // expired exactly at TTL
-		add(call("a"))
-		want := []served{{"a#1", dedup.Executed}, {"a#1", dedup.Cached}, {"a#2", dedup.Executed}, {"a#2", dedup.Cached}}
-		if diff := cmp.Diff(want, got); diff != "" {
+		call("a") // expired exactly at TTL
+		call("a")
+		if diff := cmp.Diff([]string{"a#1", "a#1", "a#2", "a#2"}, got); diff != "" {
 			t.Errorf("calls (-want +got):\n%s", diff)
 		}
-		if diff := cmp.Diff(dedup.Stats{Executions: 2, CacheHits: 2}, c.Stats()); diff != "" {
+		if diff := cmp.Diff([]string{"joined/cache", "joined/cache"}, rec.reasons()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(dedup.Stats{CacheHits: 2, CacheEntries: 1}, grp.Stats()); diff != "" {
 			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
 	})
@@ -527,7 +575,7 @@ func TestCacheErrors(t *testing.T) {
 		t.Run(fmt.Sprintf("CacheErrors=%v", cacheErrors), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var runs atomic.Int64
-				s := build(t, dedup.Config{TTL: time.Minute, CacheErrors: cacheErrors}, func(context.Context, string) (string, error) {
+				s, _ := build(t, dedup.Config{TTL: time.Minute, CacheErrors: cacheErrors}, func(context.Context, string) (string, error) {
 					runs.Add(1)
 					return "", errBoom
 				})
@@ -548,12 +596,12 @@ func TestCacheErrors(t *testing.T) {
 	}
 }
 
-// An abandoned shared call (all callers left) and a panicking one are
-// never cached.
-func TestAbandonedAndPanickedCallsAreNotCached(t *testing.T) {
+// An abandoned shared call (all callers left) is never cached.
+// (TestPitfallPanicReachesEveryWaiter shows a panicking one is not.)
+func TestAbandonedCallsAreNotCached(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGated()
-		s := build(t, dedup.Config{TTL: time.Minute, CacheErrors: true}, g.stage)
+		s, grp := build(t, dedup.Config{TTL: time.Minute, CacheErrors: true}, g.stage)
 		ctx, cancel := context.WithCancel(context.Background())
 		first := goCall(ctx, s, "k")
 		<-g.started
@@ -561,6 +609,9 @@ func TestAbandonedAndPanickedCallsAreNotCached(t *testing.T) {
 		<-first
 		g.release <- result{out: "abandoned"}
 		synctest.Wait()
+		if got := grp.Stats(); got.InFlight != 0 || got.CacheEntries != 0 {
+			t.Errorf("after an abandoned call Stats = %+v, want nothing in flight or cached", got)
+		}
 		second := goCall(context.Background(), s, "k")
 		<-g.started
 		g.release <- result{out: "kept"}
@@ -575,24 +626,27 @@ func TestAbandonedAndPanickedCallsAreNotCached(t *testing.T) {
 // expired entries go first, then the oldest.
 func TestPitfallCacheIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var c dedup.Counter
 		runs := map[string]int{}
 		var mu sync.Mutex
-		s := build(t, dedup.Config{TTL: time.Minute, MaxEntries: 2, OnServe: c.Observe}, func(_ context.Context, k string) (string, error) {
+		s, grp := build(t, dedup.Config{TTL: time.Minute, MaxEntries: 2}, func(_ context.Context, k string) (string, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			runs[k]++
 			return k, nil
 		})
-		call := func(k string) dedup.Served {
-			ctx, tr := dedup.Track(context.Background())
-			if _, err := s(ctx, k); err != nil {
+		// call reports whether k was served from the cache.
+		call := func(k string) string {
+			before := grp.Stats().CacheHits
+			if _, err := s(context.Background(), k); err != nil {
 				t.Fatal(err)
 			}
-			return tr.Served()
+			if grp.Stats().CacheHits > before {
+				return "cached"
+			}
+			return "new"
 		}
 		var got []string
-		step := func(k string) { got = append(got, k+":"+call(k).String()) }
+		step := func(k string) { got = append(got, k+":"+call(k)) }
 		step("a")
 		time.Sleep(30 * time.Second)
 		step("b")
@@ -613,11 +667,14 @@ func TestPitfallCacheIsBounded(t *testing.T) {
 		for i := range 10000 {
 			call(fmt.Sprint("k", i))
 		}
-		if got := call("k9999"); got != dedup.Cached {
+		if got := call("k9999"); got != "cached" {
 			t.Errorf("newest key served %v, want cached", got)
 		}
-		if got := call("k9997"); got != dedup.Executed {
+		if got := call("k9997"); got != "new" {
 			t.Errorf("third-newest key served %v, want new (evicted by the bound of 2)", got)
+		}
+		if got := grp.Stats().CacheEntries; got != 2 {
+			t.Errorf("CacheEntries = %d, want the bound, 2", got)
 		}
 	})
 }
@@ -627,14 +684,11 @@ func TestPitfallCacheIsBounded(t *testing.T) {
 func TestResultsAreShared(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
-		mw, err := dedup.New[string, *[]int](func(k string) string { return k }, dedup.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := mustNew(t, dedup.Config{})
 		s := middleware.Apply(func(context.Context, string) (*[]int, error) {
 			<-release
 			return &[]int{1, 2}, nil
-		}, mw)
+		}, dedup.Middleware[string, *[]int](g, ident))
 		ptrs := make(chan *[]int, 3)
 		for range 3 {
 			go func() { p, _ := s(context.Background(), "k"); ptrs <- p }()
@@ -648,123 +702,36 @@ func TestResultsAreShared(t *testing.T) {
 	})
 }
 
-func TestTrackAndOnServe(t *testing.T) {
+// Joined events: one per joining caller, one per cache hit (Reason
+// "cache"); the caller that starts the shared call has none. Each event
+// arrives with the joining caller's context.
+func TestEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGated()
-		var hooked []dedup.Served
-		var mu sync.Mutex
-		s := build(t, dedup.Config{TTL: time.Second, OnServe: func(s dedup.Served) {
-			mu.Lock()
-			hooked = append(hooked, s)
-			mu.Unlock()
-		}}, g.stage)
-		lctx, ltr := dedup.Track(context.Background())
-		jctx, jtr := dedup.Track(context.Background())
-		if got := ltr.Served(); got != dedup.NotServed {
-			t.Errorf("fresh Tracker = %v, want NotServed", got)
-		}
-		leader := goCall(lctx, s, "k")
+		var rec recorder
+		s, _ := build(t, dedup.Config{TTL: time.Second, Name: "users", Observer: &rec}, g.stage)
+		leader := goCall(context.Background(), s, "k")
 		<-g.started
-		joiner := goCall(jctx, s, "k")
+		joiner := goCall(context.Background(), s, "k")
 		synctest.Wait()
 		g.release <- result{out: "v"}
 		<-leader
 		<-joiner
-		cctx, ctr := dedup.Track(context.Background())
-		if _, err := s(cctx, "k"); err != nil {
+		if _, err := s(context.Background(), "k"); err != nil {
 			t.Fatal(err)
 		}
-		got := []dedup.Served{ltr.Served(), jtr.Served(), ctr.Served()}
-		want := []dedup.Served{dedup.Executed, dedup.Joined, dedup.Cached}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("Tracker.Served (-want +got):\n%s", diff)
+		want := []middleware.Event{
+			{Kind: middleware.Joined, Concern: "dedup", Name: "users"},
+			{Kind: middleware.Joined, Concern: "dedup", Name: "users", Reason: "cache"},
 		}
-		// The leader's and the joiner's hooks run concurrently, in either order.
-		if diff := cmp.Diff(want, hooked, cmpopts.SortSlices(func(a, b dedup.Served) bool { return a < b })); diff != "" {
-			t.Errorf("OnServe (-want +got):\n%s", diff)
+		if diff := cmp.Diff(want, rec.get()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
 		}
 	})
 }
 
-// With two dedup stages in one chain, the Tracker holds the outer one's
-// answer; the inner one, running inside the shared call, cannot touch it.
-func TestTrackNestedDedup(t *testing.T) {
-	outer, err := dedup.New[string, string](func(k string) string { return k }, dedup.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := dedup.New[string, string](func(k string) string { return k }, dedup.Config{TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := middleware.Apply(func(_ context.Context, k string) (string, error) { return k, nil }, outer, inner)
-	s(context.Background(), "k") // fills the inner cache
-	ctx, tr := dedup.Track(context.Background())
-	if _, err := s(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	if got := tr.Served(); got != dedup.Executed {
-		t.Errorf("Served() = %v, want the outer stage's answer, new", got)
-	}
-}
-
-func TestServedString(t *testing.T) {
-	got := []string{dedup.NotServed.String(), dedup.Executed.String(), dedup.Joined.String(), dedup.Cached.String(), dedup.Served(9).String()}
-	if diff := cmp.Diff([]string{"not served", "new", "in progress", "cached", "Served(9)"}, got); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
-	}
-}
-
-func TestNilStage(t *testing.T) {
-	mw, err := dedup.New[string, string](func(k string) string { return k }, dedup.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mw(nil)(context.Background(), "k"); !errors.Is(err, middleware.ErrNilStage) {
-		t.Errorf("err = %v, want middleware.ErrNilStage", err)
-	}
-}
-
-// Each decorated stage has its own table: the same key on two stages
-// runs both.
-func TestStagesDoNotShareCalls(t *testing.T) {
-	mw, err := dedup.New[string, string](func(k string) string { return k }, dedup.Config{TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	upper := middleware.Apply(func(_ context.Context, k string) (string, error) { return strings.ToUpper(k), nil }, mw)
-	twice := middleware.Apply(func(_ context.Context, k string) (string, error) { return k + k, nil }, mw)
-	a, _ := upper(context.Background(), "k")
-	b, _ := twice(context.Background(), "k")
-	if a != "K" || b != "kk" {
-		t.Errorf("upper, twice = %q, %q; want K, kk", a, b)
-	}
-}
-
-func TestComparableKey(t *testing.T) {
-	type req struct {
-		User int
-		Page int
-	}
-	type pageKey struct{ user, page int }
-	var runs atomic.Int64
-	mw, err := dedup.New[req, string](func(r req) pageKey { return pageKey{r.User, r.Page} }, dedup.Config{TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := middleware.Apply(func(_ context.Context, r req) (string, error) {
-		runs.Add(1)
-		return fmt.Sprint(r.User, "/", r.Page), nil
-	}, mw)
-	for _, r := range []req{{1, 1}, {1, 2}, {1, 1}, {2, 1}, {1, 2}} {
-		s(context.Background(), r)
-	}
-	if got := runs.Load(); got != 3 {
-		t.Errorf("stage ran %d times for 3 distinct keys, want 3", got)
-	}
-}
-
-func TestLogger(t *testing.T) {
+// middleware.Log turns the events into Debug records.
+func TestLog(t *testing.T) {
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
 		Level: slog.LevelDebug,
@@ -775,31 +742,281 @@ func TestLogger(t *testing.T) {
 			return a
 		},
 	}))
-	synctest.Test(t, func(t *testing.T) {
-		s := build(t, dedup.Config{TTL: time.Minute, Logger: logger, Name: "users"}, func(ctx context.Context, k string) (string, error) {
-			if k == "slow" {
-				<-ctx.Done()
-				return "", ctx.Err()
-			}
-			return k, nil
-		})
-		s(context.Background(), "a")
-		s(context.Background(), "a")
-		ctx, cancel := context.WithCancel(context.Background())
-		slow := goCall(ctx, s, "slow")
-		synctest.Wait()
-		cancel()
-		<-slow
-		synctest.Wait()
-	})
-	want := `level=DEBUG msg="dedup: served" served=new key=a name=users
-level=DEBUG msg="dedup: served" served=cached key=a name=users
-level=DEBUG msg="dedup: served" served=new key=slow name=users
-level=DEBUG msg="dedup: shared call cancelled, all callers left" key=slow name=users
-`
+	s, _ := build(t, dedup.Config{TTL: time.Minute, Observer: middleware.Log(logger), Name: "users"},
+		func(_ context.Context, k string) (string, error) { return k, nil })
+	s(context.Background(), "a")
+	s(context.Background(), "a")
+	want := "level=DEBUG msg=\"dedup joined\" concern=dedup name=users reason=cache\n"
 	if diff := cmp.Diff(want, buf.String()); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
+}
+
+// Programmer errors panic when the chain is built.
+func TestNilArgumentsPanic(t *testing.T) {
+	g := mustNew(t, dedup.Config{})
+	for _, tt := range []struct {
+		name  string
+		build func()
+		want  string
+	}{
+		{"nil Group", func() { dedup.Middleware[string, string](nil, ident) }, "dedup: nil *Group (was New's error ignored?)"},
+		{"nil key", func() { dedup.Middleware[string, string, string](g, nil) }, "dedup: nil key func"},
+		{"nil stage", func() { middleware.Apply(nil, dedup.Middleware[string, string](g, ident)) }, "middleware: nil stage"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if got := fmt.Sprint(recover()); got != tt.want {
+					t.Errorf("panic = %q, want %q", got, tt.want)
+				}
+			}()
+			tt.build()
+		})
+	}
+}
+
+// Each decorated stage has its own table: the same key on two stages
+// runs both. Stats add up over both.
+func TestStagesDoNotShareCalls(t *testing.T) {
+	g := mustNew(t, dedup.Config{TTL: time.Hour})
+	mw := dedup.Middleware[string, string](g, ident)
+	upper := middleware.Apply(func(_ context.Context, k string) (string, error) { return strings.ToUpper(k), nil }, mw)
+	twice := middleware.Apply(func(_ context.Context, k string) (string, error) { return k + k, nil }, mw)
+	length := middleware.Apply(func(_ context.Context, k string) (int, error) { return len(k), nil },
+		dedup.Middleware[string, int](g, ident))
+	a, _ := upper(context.Background(), "k")
+	b, _ := twice(context.Background(), "k")
+	n, _ := length(context.Background(), "k")
+	if a != "K" || b != "kk" || n != 1 {
+		t.Errorf("upper, twice, length = %q, %q, %d; want K, kk, 1", a, b, n)
+	}
+	upper(context.Background(), "k")
+	length(context.Background(), "k")
+	if diff := cmp.Diff(dedup.Stats{CacheHits: 2, CacheEntries: 3}, g.Stats()); diff != "" {
+		t.Errorf("Stats (-want +got):\n%s", diff)
+	}
+}
+
+func TestComparableKey(t *testing.T) {
+	type req struct {
+		User int
+		Page int
+	}
+	type pageKey struct{ user, page int }
+	var runs atomic.Int64
+	g := mustNew(t, dedup.Config{TTL: time.Hour})
+	s := middleware.Apply(func(_ context.Context, r req) (string, error) {
+		runs.Add(1)
+		return fmt.Sprint(r.User, "/", r.Page), nil
+	}, dedup.Middleware[req, string](g, func(r req) pageKey { return pageKey{r.User, r.Page} }))
+	for _, r := range []req{{1, 1}, {1, 2}, {1, 1}, {2, 1}, {1, 2}} {
+		s(context.Background(), r)
+	}
+	if got := runs.Load(); got != 3 {
+		t.Errorf("stage ran %d times for 3 distinct keys, want 3", got)
+	}
+}
+
+// Issue 14 item 3: a key that is not equal to itself is refused, the
+// stage does not run and nothing is stored. With a TTL cache the old code
+// dereferenced nil in the shared call's goroutine and killed the process
+// once the cache was full; without one it kept every NaN call's entry
+// (about 60 MB per 200,000 calls).
+func TestNaNKeyRefused(t *testing.T) {
+	type key struct {
+		name string
+		f    float64
+	}
+	for _, ttl := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprint("TTL=", ttl), func(t *testing.T) {
+			var sizes []func() int
+			var events atomic.Int64
+			var first atomic.Pointer[middleware.Event]
+			obs := middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+				events.Add(1)
+				first.CompareAndSwap(nil, &e)
+			})
+			g := mustNew(t, dedup.Config{TTL: ttl, MaxEntries: map[bool]int{true: 4}[ttl > 0], Observer: obs})
+			dedup.OnNewTable(g, func(size func() int) { sizes = append(sizes, size) })
+			var runs atomic.Int64
+			byFloat := middleware.Apply(func(_ context.Context, f float64) (float64, error) {
+				runs.Add(1)
+				return f, nil
+			}, dedup.Middleware[float64, float64](g, func(f float64) float64 { return f }))
+			byStruct := middleware.Apply(func(_ context.Context, f float64) (string, error) {
+				runs.Add(1)
+				return "", nil
+			}, dedup.Middleware[float64, string](g, func(f float64) key { return key{"x", f} }))
+			byAny := middleware.Apply(func(_ context.Context, f float64) (string, error) {
+				runs.Add(1)
+				return "", nil
+			}, dedup.Middleware[float64, string](g, func(f float64) any { return f }))
+
+			const calls = 200_000
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			nan := math.NaN()
+			for range calls {
+				_, err := byFloat(context.Background(), nan)
+				if err != dedup.ErrNaNKey {
+					t.Fatalf("err = %v, want ErrNaNKey", err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+				t.Errorf("heap grew by %d bytes over %d NaN calls, want (almost) nothing", grown, calls)
+			}
+			for _, s := range []func() error{
+				func() error { _, err := byStruct(context.Background(), nan); return err },
+				func() error { _, err := byAny(context.Background(), nan); return err },
+			} {
+				if err := s(); err != dedup.ErrNaNKey {
+					t.Errorf("err = %v, want ErrNaNKey", err)
+				}
+			}
+			if n := runs.Load(); n != 0 {
+				t.Errorf("stage ran %d times for NaN keys, want 0", n)
+			}
+			for i, size := range sizes {
+				if n := size(); n != 0 {
+					t.Errorf("table %d holds %d entries after NaN calls, want 0", i, n)
+				}
+			}
+			if len(sizes) != 3 {
+				t.Errorf("saw %d tables, want 3", len(sizes))
+			}
+			if diff := cmp.Diff(dedup.Stats{Rejected: calls + 2}, g.Stats()); diff != "" {
+				t.Errorf("Stats (-want +got):\n%s", diff)
+			}
+			if e := first.Load(); e.Kind != middleware.Rejected || e.Reason != "key" || e.Err != dedup.ErrNaNKey {
+				t.Errorf("event = %+v, want Rejected, Reason key, Err ErrNaNKey", e)
+			}
+			if n := events.Load(); n != calls+2 {
+				t.Errorf("%d events, want one per call, %d", n, calls+2)
+			}
+			// An ordinary key still works after all that.
+			if out, err := byFloat(context.Background(), 1.5); out != 1.5 || err != nil {
+				t.Errorf("call with key 1.5 = %v, %v; want 1.5, nil", out, err)
+			}
+		})
+	}
+}
+
+func TestNaNKeyError(t *testing.T) {
+	err := dedup.ErrNaNKey
+	type rejecter interface{ Rejected() bool }
+	type retryable interface{ Retryable() bool }
+	r, ok1 := err.(rejecter)
+	q, ok2 := err.(retryable)
+	if !ok1 || !ok2 || !r.Rejected() || q.Retryable() {
+		t.Errorf("ErrNaNKey: Rejected %v, Retryable %v; want a rejection that is not retryable", ok1 && r.Rejected(), ok2 && q.Retryable())
+	}
+	if got, want := err.Error(), "dedup: key is not equal to itself (NaN)"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+// A panicking key func is the caller's panic; nothing is left behind.
+func TestKeyFuncPanics(t *testing.T) {
+	var sizes []func() int
+	g := mustNew(t, dedup.Config{TTL: time.Hour})
+	dedup.OnNewTable(g, func(size func() int) { sizes = append(sizes, size) })
+	s := middleware.Apply(func(_ context.Context, k string) (string, error) { return k, nil },
+		dedup.Middleware[string, string](g, func(k string) string {
+			if k == "bad" {
+				panic("bad key")
+			}
+			return k
+		}))
+	func() {
+		defer func() {
+			if v := recover(); v != "bad key" {
+				t.Errorf("recovered %v, want the key func's panic", v)
+			}
+		}()
+		s(context.Background(), "bad")
+	}()
+	if out, err := s(context.Background(), "good"); out != "good" || err != nil {
+		t.Errorf("next call = %q, %v; want good, nil", out, err)
+	}
+	if n := sizes[0](); n != 1 {
+		t.Errorf("table holds %d entries, want only the good key's", n)
+	}
+}
+
+// A panicking observer leaves dedup consistent: every caller gets its
+// result, the counts are right, and nothing is left in flight.
+func TestPanickingObserver(t *testing.T) {
+	quiet(t)
+	synctest.Test(t, func(t *testing.T) {
+		g := newGated()
+		s, grp := build(t, dedup.Config{TTL: time.Minute, Observer: middleware.ObserverFunc(func(context.Context, middleware.Event) {
+			panic("observer")
+		})}, g.stage)
+		var calls []<-chan outcome
+		for range 3 {
+			calls = append(calls, goCall(context.Background(), s, "k"))
+		}
+		synctest.Wait()
+		<-g.started
+		g.release <- result{out: "v"}
+		for _, ch := range calls {
+			if diff := cmp.Diff(outcome{Out: "v"}, <-ch, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("caller (-want +got):\n%s", diff)
+			}
+		}
+		if out, err := s(context.Background(), "k"); out != "v" || err != nil {
+			t.Errorf("cache hit = %q, %v; want v, nil", out, err)
+		}
+		if diff := cmp.Diff(dedup.Stats{Joined: 2, CacheHits: 1, CacheEntries: 1}, grp.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// An observer that calls back into dedup (Stats, or the same stage with
+// the same key) does not deadlock.
+func TestReentrantObserver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var s middleware.Stage[string, string]
+		var grp *dedup.Group
+		var seen []dedup.Stats
+		var nested []string
+		var mu sync.Mutex
+		var nestedOnce atomic.Bool
+		obs := middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+			mu.Lock()
+			seen = append(seen, grp.Stats())
+			mu.Unlock()
+			if !nestedOnce.CompareAndSwap(false, true) {
+				return
+			}
+			out, err := s(ctx, "k") // joins the call this event is about, or hits the cache
+			mu.Lock()
+			nested = append(nested, fmt.Sprintf("%v %v", out, err))
+			mu.Unlock()
+		})
+		g := newGated()
+		s, grp = build(t, dedup.Config{TTL: time.Minute, Observer: obs}, g.stage)
+		leader := goCall(context.Background(), s, "k")
+		<-g.started
+		joiner := goCall(context.Background(), s, "k")
+		synctest.Wait()
+		g.release <- result{out: "v"}
+		for _, ch := range []<-chan outcome{leader, joiner} {
+			if diff := cmp.Diff(outcome{Out: "v"}, <-ch, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("caller (-want +got):\n%s", diff)
+			}
+		}
+		if diff := cmp.Diff([]string{"v <nil>"}, nested); diff != "" {
+			t.Errorf("nested calls (-want +got):\n%s", diff)
+		}
+		if len(seen) != 2 {
+			t.Errorf("observer saw %d events, want 2 (the join, and the nested call's join or cache hit)", len(seen))
+		}
+	})
 }
 
 // Thousands of callers over a few keys, some giving up early: a key never
@@ -815,8 +1032,7 @@ func TestConcurrentInvariants(t *testing.T) {
 		t.Run(fmt.Sprint("TTL=", ttl), func(t *testing.T) {
 			var running [keys]atomic.Int64
 			var overlaps, runs atomic.Int64
-			var c dedup.Counter
-			mw, err := dedup.New[int, int](func(i int) int { return i % keys }, dedup.Config{TTL: ttl, OnServe: c.Observe})
+			g, err := dedup.New(dedup.Config{TTL: ttl})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -829,7 +1045,7 @@ func TestConcurrentInvariants(t *testing.T) {
 				defer running[k].Add(-1)
 				runtime.Gosched()
 				return k * 10, nil
-			}, mw)
+			}, dedup.Middleware[int, int](g, func(i int) int { return i % keys }))
 			var wg sync.WaitGroup
 			var returned, ok, cancelled atomic.Int64
 			start := make(chan struct{})
@@ -857,32 +1073,59 @@ func TestConcurrentInvariants(t *testing.T) {
 			}
 			close(start)
 			wg.Wait()
-			st := c.Stats()
+			st := g.Stats()
 			if r := returned.Load(); r != callers || ok.Load()+cancelled.Load() != callers {
 				t.Errorf("returned %d, ok %d + cancelled %d; want %d", r, ok.Load(), cancelled.Load(), callers)
 			}
-			if st.Executions != uint64(runs.Load()) {
-				t.Errorf("Executions = %d, but the stage ran %d times", st.Executions, runs.Load())
-			}
-			if sum := st.Executions + st.Joins + st.CacheHits; sum+uint64(cancelled.Load()) < callers {
-				t.Errorf("stats %+v account for fewer than the %d callers that were served", st, callers-cancelled.Load())
+			if sum := uint64(runs.Load()) + st.Joined + st.CacheHits; sum+uint64(cancelled.Load()) < callers {
+				t.Errorf("runs %d and stats %+v account for fewer than the %d callers that were served", runs.Load(), st, callers-cancelled.Load())
 			}
 			if overlaps.Load() > 0 && cancelled.Load() == 0 {
 				t.Errorf("%d overlapping runs of one key without any cancellation", overlaps.Load())
 			}
-			t.Logf("stats %+v, cancelled %d, overlaps %d", st, cancelled.Load(), overlaps.Load())
+			t.Logf("stats %+v, runs %d, cancelled %d, overlaps %d", st, runs.Load(), cancelled.Load(), overlaps.Load())
 		})
 	}
 }
 
-func TestCacheHitAllocs(t *testing.T) {
+func TestAllocs(t *testing.T) {
 	if testenv.RaceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
-	s := build(t, dedup.Config{TTL: time.Hour}, func(_ context.Context, k string) (string, error) { return k, nil })
+	var n atomic.Int64
+	obs := middleware.ObserverFunc(func(context.Context, middleware.Event) { n.Add(1) })
 	ctx := context.Background()
-	s(ctx, "k")
-	if n := testing.AllocsPerRun(1000, func() { s(ctx, "k") }); n != 0 {
-		t.Errorf("cache hit allocates %v times, want 0", n)
+	for _, tt := range []struct {
+		name string
+		cfg  dedup.Config
+		key  string
+	}{
+		{"cache hit", dedup.Config{TTL: time.Hour}, "k"},
+		{"cache hit observed", dedup.Config{TTL: time.Hour, Observer: obs}, "k"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := build(t, tt.cfg, func(_ context.Context, k string) (string, error) { return k, nil })
+			s(ctx, tt.key)
+			if n := testing.AllocsPerRun(1000, func() { s(ctx, tt.key) }); n != 0 {
+				t.Errorf("%v allocs per call, want 0", n)
+			}
+		})
 	}
+	t.Run("NaN key refused", func(t *testing.T) {
+		g := mustNew(t, dedup.Config{TTL: time.Hour})
+		s := middleware.Apply(func(_ context.Context, f float64) (float64, error) { return f, nil },
+			dedup.Middleware[float64, float64](g, func(f float64) float64 { return f }))
+		nan := math.NaN()
+		if n := testing.AllocsPerRun(1000, func() { s(ctx, nan) }); n != 0 {
+			t.Errorf("%v allocs per call, want 0", n)
+		}
+	})
+}
+
+// quiet discards slog.Default's output (where recovered observer panics
+// are reported) for the test.
+func quiet(t *testing.T) {
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
 }

@@ -1,14 +1,24 @@
 // Package dedup collapses concurrent calls with the same key into one call
 // of the stage, and can cache its result for a while.
 //
-//	byID, err := dedup.New[UserID, *User](func(id UserID) UserID { return id }, dedup.Config{})
+//	g, err := dedup.New(dedup.Config{Name: "users", TTL: time.Second})
 //	...
-//	getUser := middleware.Apply(fetchUser, byID)
+//	getUser := middleware.Apply(fetchUser, dedup.Middleware[UserID, *User](g, func(id UserID) UserID { return id }))
 //
 // While a call for a key is running, every other call with that key waits
-// for it and gets the same result or error. [New] takes a key func of any
-// comparable key type, so a struct of fields can be the key without
-// formatting it into a string.
+// for it and gets the same result or error.
+//
+// # One Group, one adapter
+//
+// [New] builds a non-generic [*Group] from a [Config]: the cache settings,
+// the Name and the Observer. [Middleware] takes the key func, of any
+// comparable key type (a struct of fields can be the key without
+// formatting it into a string), and is typed by the stage's In and Out.
+// Each stage it decorates gets its own table of running calls and its own
+// cache: calls are shared only within one decorated stage, never between
+// two stages, even with equal keys. [Group.Stats] add up over every stage
+// the Group's adapters decorate. A nil *Group or key func is a programmer
+// error: Middleware panics.
 //
 // # Shared results
 //
@@ -27,61 +37,59 @@
 // call's context is cancelled and the key is forgotten, so a caller that
 // arrives afterwards starts a fresh call rather than joining one that is
 // being cancelled. Bound the shared call itself with a timeout inside
-// Dedup. A caller whose context has already ended starts nothing.
+// dedup. A caller whose context has already ended gets ctx.Err() and
+// starts, joins and reads nothing.
 //
 // # Panics and runtime.Goexit
 //
 // A panic in the shared call is recovered on its goroutine — it must not
 // crash the process or strand the callers, as it does with
 // singleflight.DoChan — and every waiting caller then panics with the same
-// *[PanicError], carrying the value and the original stack. Without a
-// recover the program still crashes, as it would without Dedup; with
-// [middleware.Recover] outside Dedup, each caller gets an error. If the
+// error, which wraps a *[middleware.PanicError] carrying the value and the
+// shared call's stack (errors.As finds it) and whose text shows that stack.
+// Without a recover the program still crashes, as it would without dedup; with
+// [middleware.Recover] outside dedup, each caller gets an error. If the
 // shared call calls runtime.Goexit, every caller gets [ErrGoexit]. Neither
 // outcome is cached, and the next call starts fresh.
 //
-// # How a call was served
+// # Keys that are not equal to themselves
 //
-// A call is [Executed] (it started the shared call), [Joined] (it waited
-// for one already running) or [Cached]. [Track] gives a caller a [Tracker]
-// that records this for its own call, Config.OnServe sees every call, and
-// a [Counter] set as Config.Counter counts executions, joins and cache
-// hits (package otelbrace publishes them as OpenTelemetry metrics). Log
-// records and hooks are listed in docs/observability.md.
+// A key holding a floating-point NaN is not equal to itself, so it could
+// never be found again in a table or a cache. Such a call gets
+// [ErrNaNKey] (Rejected() true, Retryable() false); the stage is not run
+// and nothing is stored.
 //
 // # Cache
 //
 // With Config.TTL set, a successful result is cached for TTL (errors only
-// with CacheErrors). The cache holds at most MaxEntries results (default
-// [DefaultMaxEntries]); when it is full, expired entries are dropped first
-// and then the oldest. Expired entries are removed when a call looks them
-// up or when a new result is stored: nothing runs in the background.
+// with CacheErrors). Each stage's cache holds at most MaxEntries results
+// (default 1024); when it is full, expired entries are
+// dropped first and then the oldest. Expired entries are removed when a
+// call looks them up or when a new result is stored: nothing runs in the
+// background. To share results between processes, put redisstore's cache
+// middleware inside dedup: dedup collapses the callers in one process, the
+// store answers across processes.
 //
-// # External cache
+// # Events and Stats
 //
-// [NewWithCache] takes a [Cache] instead — a Get and a Set, such as
-// redisstore's *Cache[Out], which shares results between processes. The
-// shared call asks the cache first and, on a miss, runs the stage and
-// stores a successful result before its callers get it, so concurrent
-// calls with one key cost one Get (and one run and one Set), and a call
-// that arrives after the shared call ended finds the result in the cache.
-// The cache owns expiry and bounds (TTL, MaxEntries and CacheErrors must be
-// left zero); errors, panics and abandoned calls are never stored; a cache
-// that fails is a miss. The caller that started the shared call is
-// reported when it ends: Cached if the cache had the result, Executed if
-// the stage ran.
+// Config.Observer receives a [middleware.Joined] event for each call that
+// shares a call already running, and one with Reason "cache" for each
+// call served from the cache; the caller that starts a shared call has no
+// event. A call refused for a NaN key is a [middleware.Rejected] event
+// with Reason "key". Events are delivered on the caller's goroutine,
+// outside any lock. [Group.Stats] counts the same things (Joined,
+// CacheHits, Rejected) and measures the shared calls running (InFlight)
+// and the results cached (CacheEntries); it is pure.
 //
 // # Defaults and the zero value
 //
-// The zero [Config] deduplicates concurrent calls only: no cache, no hooks,
-// no logging. New rejects invalid fields with an error naming them. Each
-// stage a middleware decorates gets its own table of calls and its own
-// cache.
+// The zero [Config] deduplicates concurrent calls only: no cache, no
+// observer. New rejects invalid fields with an error naming them.
 //
 // # Why not singleflight directly
 //
-// golang.org/x/sync/singleflight is the model, and its benchmarks stand
-// beside this package's. Dedup keeps its own small table because
+// golang.org/x/sync/singleflight is the model (the comparison benchmarks
+// live in internal/benchcmp). Dedup keeps its own small table because
 // singleflight cannot count the callers waiting on a key (needed to cancel
 // the shared call when the last one leaves and to forget exactly that
 // call), crashes the process when a DoChan func panics, strands DoChan
@@ -89,23 +97,17 @@
 //
 // # Concurrency
 //
-// The middleware and the stages it returns are safe for concurrent use.
-// Hooks run on the caller's goroutine, outside any lock.
+// A Group, its middlewares and the stages they return are safe for
+// concurrent use. Each decorated stage takes one mutex per call.
 //
 // # Cost
 //
 // A call that starts a shared call pays for a goroutine, two contexts and
-// a channel, as singleflight.DoChan does; with [NewWithCache], also the
-// cache's Get (and Set on a miss). BenchmarkExternalCacheHit, with a map
-// behind a mutex as the cache: about 870 ns and 6 allocs per hit, against
-// 27 ns for the Get alone — small next to a Redis round trip (about 25 µs
-// on loopback), which is what a cache in Redis costs per shared call. Measured on a 2-core AMD EPYC
-// (BenchmarkUncontended, same run, noisy shared machine): Dedup about
-// 800–900 ns, 352 B, 6 allocs per call, against 660–690 ns, 336 B, 6
-// allocs for DoChan (about 1.3×) and about 90 ns, 1 alloc for
-// singleflight.Do, which cannot let a caller stop waiting. A cache hit
-// (BenchmarkCacheHit) costs about 70–100 ns and allocates nothing
-// (TestCacheHitAllocs). A Config.Counter adds one atomic add per call:
-// a cache hit then costs about 65–70 ns against 60–64 ns without, in the
-// same run (BenchmarkCacheHitCounter), still without allocating.
+// a channel, as singleflight.DoChan does, and one atomic add. A call that
+// joins one pays for the mutex. A cache hit reads the clock, takes the
+// mutex and allocates nothing: joins and cache hits are counted under the
+// mutex, so neither touches a shared counter. A refused NaN key costs one
+// atomic add and allocates nothing. [Group.Stats] takes each stage's
+// mutex in turn; the Group keeps a few words per decorated stage for it,
+// so build chains once, not per call.
 package dedup

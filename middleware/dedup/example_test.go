@@ -13,15 +13,14 @@ import (
 // Three concurrent requests for one user collapse into one fetch; all
 // three get its result.
 func ExampleNew() {
-	var counter dedup.Counter
 	joined := make(chan struct{}, 2)
-	mw, err := dedup.New[int, string](func(id int) int { return id }, dedup.Config{
-		OnServe: func(s dedup.Served) {
-			counter.Observe(s)
-			if s == dedup.Joined {
+	g, err := dedup.New(dedup.Config{
+		Name: "users",
+		Observer: middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+			if e.Kind == middleware.Joined {
 				joined <- struct{}{}
 			}
-		},
+		}),
 	})
 	if err != nil {
 		panic(err)
@@ -30,7 +29,7 @@ func ExampleNew() {
 	fetchUser := middleware.Apply(func(_ context.Context, id int) (string, error) {
 		<-release // a slow backend
 		return fmt.Sprintf("user %d", id), nil
-	}, mw)
+	}, dedup.Middleware[int, string](g, func(id int) int { return id }))
 
 	var wg sync.WaitGroup
 	results := make([]string, 3)
@@ -42,71 +41,40 @@ func ExampleNew() {
 	close(release)
 	wg.Wait()
 	fmt.Println(results)
-	fmt.Printf("%+v\n", counter.Stats())
+	fmt.Printf("%+v\n", g.Stats())
 	// Output:
 	// [user 42 user 42 user 42]
-	// {Executions:1 Joins:2 CacheHits:0}
+	// {Joined:2 CacheHits:0 Rejected:0 InFlight:0 CacheEntries:0}
 }
 
-// With a TTL, a repeated key is served from the cache; Track tells the
-// caller how its call was served.
-func ExampleTrack() {
-	mw, err := dedup.New[string, int](func(s string) string { return s }, dedup.Config{TTL: time.Minute})
+// With a TTL, a repeated key is served from the cache. One Group serves
+// stages of different types; each gets its own table and cache, and the
+// Group's Stats add up over them.
+func ExampleMiddleware() {
+	g, err := dedup.New(dedup.Config{TTL: time.Minute})
 	if err != nil {
 		panic(err)
 	}
-	count := middleware.Apply(func(_ context.Context, s string) (int, error) { return len(s), nil }, mw)
+	byWord := func(s string) string { return s }
+	count := middleware.Apply(func(_ context.Context, s string) (int, error) {
+		fmt.Println("counting", s)
+		return len(s), nil
+	}, dedup.Middleware[string, int](g, byWord))
+	shout := middleware.Apply(func(_ context.Context, s string) (string, error) {
+		fmt.Println("shouting", s)
+		return s + "!", nil
+	}, dedup.Middleware[string, string](g, byWord))
 	for range 2 {
-		ctx, tr := dedup.Track(context.Background())
-		n, err := count(ctx, "hello")
-		fmt.Println(n, err, tr.Served())
+		fmt.Println(count(context.Background(), "hello"))
+		fmt.Println(shout(context.Background(), "hello"))
 	}
+	fmt.Printf("%+v\n", g.Stats())
 	// Output:
-	// 5 <nil> new
-	// 5 <nil> cached
-}
-
-// sharedCache stands for a cache outside the process, such as
-// redisstore's *Cache[Out]: anything with this Get and Set is a
-// dedup.Cache.
-type sharedCache struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (c *sharedCache) Get(_ context.Context, key string) (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.m[key]
-	return v, ok
-}
-
-func (c *sharedCache) Set(_ context.Context, key, v string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m[key] = v
-}
-
-// Two middlewares (as in two processes) share one external cache: the
-// second serves the first one's result without running its stage.
-func ExampleNewWithCache() {
-	cache := &sharedCache{m: map[string]string{}}
-	key := func(id int) string { return fmt.Sprint("user:", id) }
-	for _, process := range []string{"a", "b"} {
-		mw, err := dedup.NewWithCache(key, cache, dedup.Config{})
-		if err != nil {
-			panic(err)
-		}
-		fetchUser := middleware.Apply(func(_ context.Context, id int) (string, error) {
-			fmt.Println(process, "fetches user", id)
-			return fmt.Sprint("user ", id, " (fetched by ", process, ")"), nil
-		}, mw)
-		ctx, tr := dedup.Track(context.Background())
-		u, _ := fetchUser(ctx, 42)
-		fmt.Println(process, "got", u, "-", tr.Served())
-	}
-	// Output:
-	// a fetches user 42
-	// a got user 42 (fetched by a) - new
-	// b got user 42 (fetched by a) - cached
+	// counting hello
+	// 5 <nil>
+	// shouting hello
+	// hello! <nil>
+	// 5 <nil>
+	// hello! <nil>
+	// {Joined:0 CacheHits:2 Rejected:0 InFlight:0 CacheEntries:2}
 }

@@ -13,34 +13,30 @@ import (
 	"github.com/brace-go/brace/middleware/dedup"
 )
 
-// FuzzNew checks the validator: any Config (and a nil key func) yields a
-// working middleware or an error that starts with "dedup: " and names the
+// FuzzNew checks the validator: any Config yields a working Group or an
+// error that starts with "dedup: " and names the
 // field at fault, never a panic. A working middleware gives concurrent
 // callers of one key one shared result, and runs a new call once the
 // shared one has ended and any cached result has expired.
 func FuzzNew(f *testing.F) {
-	f.Add(int64(0), 0, false, false)
-	f.Add(int64(time.Second), 0, false, false)
-	f.Add(int64(time.Second), 3, true, false)
-	f.Add(int64(0), 0, false, true)
-	f.Add(int64(-1), 0, false, false)
-	f.Add(int64(time.Second), -1, false, false)
-	f.Add(int64(0), 5, false, false)
-	f.Add(int64(0), 0, true, false)
-	f.Fuzz(func(t *testing.T, ttl int64, maxEntries int, cacheErrors, nilKey bool) {
+	f.Add(int64(0), 0, false)
+	f.Add(int64(time.Second), 0, false)
+	f.Add(int64(time.Second), 3, true)
+	f.Add(int64(-1), 0, false)
+	f.Add(int64(time.Second), -1, false)
+	f.Add(int64(0), 5, false)
+	f.Add(int64(0), 0, true)
+	f.Fuzz(func(t *testing.T, ttl int64, maxEntries int, cacheErrors bool) {
 		cfg := dedup.Config{TTL: time.Duration(ttl), MaxEntries: maxEntries, CacheErrors: cacheErrors}
-		key := func(in int) int { return in % 3 }
-		if nilKey {
-			key = nil
-		}
-		mw, err := dedup.New[int, int](key, cfg)
+		g, err := dedup.New(cfg)
 		if err != nil {
-			if mw != nil {
-				t.Fatalf("%+v: New returned a middleware and the error %v", cfg, err)
+			if g != nil {
+				t.Fatalf("%+v: New returned a Group and the error %v", cfg, err)
 			}
-			wantFieldError(t, err, "dedup: ", "key", "TTL", "MaxEntries", "CacheErrors")
+			wantFieldError(t, err, "dedup: ", "TTL", "MaxEntries", "CacheErrors")
 			return
 		}
+		mw := dedup.Middleware[int, int](g, func(in int) int { return in % 3 })
 		synctest.Test(t, func(t *testing.T) {
 			var runs atomic.Int64
 			release := make(chan struct{})

@@ -28,14 +28,18 @@ func BenchmarkDirect(b *testing.B) {
 
 func BenchmarkFallback(b *testing.B) {
 	ctx := context.Background()
+	f := mustNew(b, fallback.Config{})
+	value := func(context.Context, int, error) (int, error) { return -1, nil }
+	stage := func(ctx context.Context, in int, _ error) (int, error) { return direct(ctx, in) }
+	stageFails := func(ctx context.Context, in int, _ error) (int, error) { return failing(ctx, in) }
 	for _, bb := range []struct {
 		name string
 		s    middleware.Stage[int, int]
 	}{
-		{"success", middleware.Apply(direct, fallback.Value[int](-1, fallback.Config{}))},
-		{"value", middleware.Apply(failing, fallback.Value[int](-1, fallback.Config{}))},
-		{"stage", middleware.Apply(failing, fallback.Stage(direct, fallback.Config{}))},
-		{"stage-fails", middleware.Apply(failing, fallback.Stage(failing, fallback.Config{}))},
+		{"success", middleware.Apply(direct, fallback.Middleware(f, value))},
+		{"value", middleware.Apply(failing, fallback.Middleware(f, value))},
+		{"stage", middleware.Apply(failing, fallback.Middleware(f, stage))},
+		{"stage-fails", middleware.Apply(failing, fallback.Middleware(f, stageFails))},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			b.ReportAllocs()

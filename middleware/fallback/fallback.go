@@ -2,130 +2,130 @@ package fallback
 
 import (
 	"context"
-	"log/slog"
+	"sync/atomic"
 
 	"github.com/brace-go/brace/middleware"
 )
 
-// Config configures a fallback. The zero value is ready to use: every error
-// is replaced by the fallback, nothing is logged and no hook is called.
+// Config configures a [Fallback]. The zero value is ready to use: every
+// failure of the primary stage falls back, except one whose caller has
+// gone (see When), and nothing is observed.
 type Config struct {
-	// When reports whether a failure of the primary stage should be replaced
-	// by the fallback. It sees only non-nil errors. Nil means every error.
+	// When reports whether a failure of the primary stage should be
+	// answered by the alternative. It sees only non-nil errors. Nil means
+	// every error.
 	//
 	// Whatever When says, a failure is returned unchanged, without running
-	// the fallback, once the caller's own context has ended: a caller that
-	// has gone gets its context error, not a substitute value.
+	// the alternative, once the caller's own context has ended: a caller
+	// that has gone gets its context error, not a substitute value.
 	When func(err error) bool
 
-	// OnFallback, if set, is called with the primary error each time the
-	// fallback is about to be used.
-	OnFallback func(err error)
-
-	// Logger, if set, receives a Warn record "fallback: used" (attribute
-	// "err") each time the fallback is used, and an Error record
-	// "fallback: failed" (attributes "err" and "primary") when the fallback
-	// itself fails. Both carry "name" when Name is set. Nil means silent.
-	Logger *slog.Logger
-
-	// Name, if not empty, is added to log records as "name".
+	// Name is the instance's name in its events ([middleware.Event].Name).
 	Name string
 
-	// Counter, if set, counts calls, fallbacks and failed fallbacks (see
-	// [Counter]). Nil means no counting, at the cost of one nil check per
-	// call.
-	Counter *Counter
+	// Observer, if not nil, receives a [middleware.FellBack] event each
+	// time the alternative is about to run, with Err set to the primary
+	// error, on the caller's goroutine.
+	Observer middleware.Observer
 }
 
-// Error is returned when the fallback itself fails. Both failures stay
+// Stats is a snapshot of what a [Fallback] has done, over every stage it
+// guards.
+type Stats struct {
+	FellBack    uint64 // calls whose failure was handed to the alternative (FellBack events)
+	AltFailures uint64 // of those, calls whose alternative failed too (a *Error was returned)
+}
+
+// Fallback answers a failed call with an alternative. Build it with [New]
+// and apply it with [Middleware]; one Fallback may guard stages of
+// different types, each with its own alternative. It is safe for
+// concurrent use.
+type Fallback struct {
+	when func(error) bool
+	name string
+	obs  middleware.Observer
+
+	fellBack, altFailures atomic.Uint64
+}
+
+// New returns a Fallback for cfg. Every Config is valid, so the error is
+// always nil; it is there so that every concern is built the same way.
+func New(cfg Config) (*Fallback, error) {
+	return &Fallback{when: cfg.When, name: cfg.Name, obs: cfg.Observer}, nil
+}
+
+// Stats returns the counts so far. It has no side effects.
+func (f *Fallback) Stats() Stats {
+	return Stats{FellBack: f.fellBack.Load(), AltFailures: f.altFailures.Load()}
+}
+
+// Error is returned when the alternative fails too. Both failures stay
 // reachable: errors.Is and errors.As look at the primary error first, then
-// at the fallback's.
+// at the alternative's.
 type Error struct {
 	Primary  error // what the primary stage returned
-	Fallback error // what the fallback returned
+	Fallback error // what the alternative returned
 }
 
 func (e *Error) Error() string {
 	return "fallback: primary failed: " + e.Primary.Error() + "; fallback failed: " + e.Fallback.Error()
 }
 
-// Unwrap returns the primary and the fallback error, in that order.
+// Unwrap returns the primary and the alternative's error, in that order.
 func (e *Error) Unwrap() []error { return []error{e.Primary, e.Fallback} }
 
-// Value returns a middleware that answers v, with a nil error, when the
-// stage it wraps fails and cfg.When accepts the failure.
-func Value[In, Out any](v Out, cfg Config) middleware.Middleware[In, Out] {
-	return build(cfg, func(context.Context, In, error) (Out, error) { return v, nil })
-}
-
-// Stage returns a middleware that calls fb, with the same context and input,
-// when the stage it wraps fails and cfg.When accepts the failure. If fb fails
-// too, the call returns a *[Error] holding both errors. A nil fb fails with
-// [middleware.ErrNilStage], as nil stages do everywhere in Brace.
-func Stage[In, Out any](fb middleware.Stage[In, Out], cfg Config) middleware.Middleware[In, Out] {
-	fb = middleware.Apply(fb) // a nil fb becomes a stage that returns ErrNilStage
-	return build(cfg, func(ctx context.Context, in In, _ error) (Out, error) { return fb(ctx, in) })
-}
-
-// Func is [Stage] for a fallback that needs to see the primary error, for
-// example to serve a stale cached value or to map an error to a default. If
-// fb fails, the call returns a *[Error] holding both errors; to let some
-// failures through untouched, say so in cfg.When. A nil fb fails with
-// [middleware.ErrNilStage].
-func Func[In, Out any](fb func(ctx context.Context, in In, err error) (Out, error), cfg Config) middleware.Middleware[In, Out] {
-	if fb == nil {
-		fb = func(context.Context, In, error) (Out, error) {
-			var zero Out
-			return zero, middleware.ErrNilStage
-		}
+// Middleware returns a middleware that runs the stage and, when it fails
+// with an error that f's Config.When accepts and the caller's context has
+// not ended, calls alt with the same context, the same input and the
+// primary error. alt's answer is the call's answer; if alt fails too, the
+// call returns a *[Error] holding both errors. A fixed value is the
+// one-line alt
+//
+//	func(context.Context, In, error) (Out, error) { return v, nil }
+//
+// and another stage s (a replica, a cache) is
+//
+//	func(ctx context.Context, in In, _ error) (Out, error) { return s(ctx, in) }
+//
+// A call whose context has already ended returns ctx.Err() and runs
+// nothing. A nil f or alt is a programmer error: Middleware panics.
+func Middleware[In, Out any](f *Fallback, alt func(ctx context.Context, in In, err error) (Out, error)) middleware.Middleware[In, Out] {
+	if f == nil {
+		panic("fallback: nil *Fallback (was New's error ignored?)")
 	}
-	return build(cfg, fb)
-}
-
-func build[In, Out any](cfg Config, fb func(context.Context, In, error) (Out, error)) middleware.Middleware[In, Out] {
-	when, onFallback, logger, name, counter := cfg.When, cfg.OnFallback, cfg.Logger, cfg.Name, cfg.Counter
+	if alt == nil {
+		panic("fallback: nil alt func")
+	}
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
-		next = middleware.Apply(next)
+		if next == nil {
+			panic("middleware: nil stage")
+		}
 		return func(ctx context.Context, in In) (Out, error) {
-			if counter != nil {
-				counter.calls.Add(1)
+			if err := ctx.Err(); err != nil {
+				var zero Out
+				return zero, err
 			}
 			out, err := next(ctx, in)
-			if err == nil || ctx.Err() != nil || (when != nil && !when(err)) {
+			if err == nil || ctx.Err() != nil || (f.when != nil && !f.when(err)) {
 				return out, err
 			}
-			if counter != nil {
-				counter.fallbacks.Add(1)
-			}
-			if onFallback != nil {
-				onFallback(err)
-			}
-			if logger != nil {
-				log(ctx, logger, name, slog.LevelWarn, "fallback: used", slog.Any("err", err))
-			}
-			fout, ferr := fb(ctx, in, err)
-			if ferr == nil {
-				return fout, nil
-			}
-			if counter != nil {
-				counter.failures.Add(1)
-			}
-			if logger != nil {
-				log(ctx, logger, name, slog.LevelError, "fallback: failed", slog.Any("err", ferr), slog.Any("primary", err))
-			}
-			var zero Out
-			return zero, &Error{Primary: err, Fallback: ferr}
+			return fallBack(ctx, f, in, err, alt)
 		}
 	}
 }
 
-// log writes a record with attrs and, if set, name.
-func log(ctx context.Context, logger *slog.Logger, name string, level slog.Level, msg string, attrs ...slog.Attr) {
-	if !logger.Enabled(ctx, level) {
-		return
+// fallBack is the failure path: count, observe, run alt. It is out of
+// line so that the success path stays small.
+func fallBack[In, Out any](ctx context.Context, f *Fallback, in In, err error, alt func(context.Context, In, error) (Out, error)) (Out, error) {
+	f.fellBack.Add(1)
+	if f.obs != nil {
+		middleware.Emit(ctx, f.obs, middleware.Event{Kind: middleware.FellBack, Concern: "fallback", Name: f.name, Err: err})
 	}
-	if name != "" {
-		attrs = append(attrs, slog.String("name", name))
+	out, aerr := alt(ctx, in, err)
+	if aerr == nil {
+		return out, nil
 	}
-	logger.LogAttrs(ctx, level, msg, attrs...)
+	f.altFailures.Add(1)
+	var zero Out
+	return zero, &Error{Primary: err, Fallback: aerr}
 }

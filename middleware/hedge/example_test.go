@@ -19,8 +19,12 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	h, err := hedge.New(hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: b,
-		OnHedge: func(attempt int) { fmt.Println("hedging: attempt", attempt) }})
+	h, err := hedge.New(hedge.Config{
+		Name: "users", Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: b,
+		Observer: middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+			fmt.Printf("%s %s: attempt %d after %v\n", e.Name, e.Kind, e.Attempt, e.Delay)
+		}),
+	})
 	if err != nil {
 		panic(err)
 	}
@@ -38,8 +42,33 @@ func ExampleNew() {
 	}
 	get := middleware.Apply(fetch, hedge.Middleware[string, string](h))
 	fmt.Println(get(context.Background(), "user:1"))
+	fmt.Printf("%+v\n", h.Stats())
 	// Output:
-	// hedging: attempt 2
+	// users hedged: attempt 2 after 10ms
 	// replica 1: context canceled
 	// user:1 from replica 2 <nil>
+	// {Hedged:1 HedgeWins:1 Rejected:0}
+}
+
+// When the budget refuses, the hedge is not sent and the call waits for its
+// first attempt. Stats counts the refusal.
+func ExampleHedger_Stats() {
+	empty, err := budget.New(budget.Config{Ratio: budget.None, MinPerSecond: budget.None})
+	if err != nil {
+		panic(err)
+	}
+	h, err := hedge.New(hedge.Config{Delay: time.Millisecond, Percentile: hedge.Fixed, Budget: empty})
+	if err != nil {
+		panic(err)
+	}
+	slow := func(_ context.Context, in int) (int, error) {
+		time.Sleep(20 * time.Millisecond)
+		return in * 2, nil
+	}
+	double := middleware.Apply(slow, hedge.Middleware[int, int](h))
+	fmt.Println(double(context.Background(), 21))
+	fmt.Printf("%+v\n", h.Stats())
+	// Output:
+	// 42 <nil>
+	// {Hedged:0 HedgeWins:0 Rejected:1}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
 
 	"github.com/brace-go/brace/internal/testenv"
@@ -72,9 +73,48 @@ func TestNewValidation(t *testing.T) {
 			}
 		})
 	}
-	if d := mustNew(t, hedge.Config{}).Delay(); d != hedge.DefaultDelay {
-		t.Errorf("zero Config Delay() = %v, want %v", d, hedge.DefaultDelay)
+	if d := mustNew(t, hedge.Config{}).Delay(); d != 100*time.Millisecond {
+		t.Errorf("zero Config Delay() = %v, want %v", d, 100*time.Millisecond)
 	}
+}
+
+// recorder is an Observer that keeps the events it is given.
+type recorder struct {
+	mu     sync.Mutex
+	events []middleware.Event
+}
+
+func (r *recorder) Observe(_ context.Context, e middleware.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) get() []middleware.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]middleware.Event(nil), r.events...)
+}
+
+// hedged returns the Attempt of each Hedged event, in order.
+func (r *recorder) hedged() []int {
+	var n []int
+	for _, e := range r.get() {
+		if e.Kind == middleware.Hedged {
+			n = append(n, e.Attempt)
+		}
+	}
+	return n
+}
+
+// emptyBudget returns a budget that refuses every token.
+func emptyBudget(t *testing.T) *budget.Budget {
+	t.Helper()
+	b, err := budget.New(budget.Config{Ratio: budget.None, MinPerSecond: budget.None})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // attempts is a scripted stage: attempt i (0-based, in start order) takes
@@ -184,15 +224,16 @@ func TestHedging(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var got outcome
+				var rec recorder
 				h := mustNew(t, hedge.Config{
-					Delay: 50 * ms, Percentile: hedge.Fixed, MaxHedges: tt.maxHedges, Budget: unlimited(t),
-					OnHedge: func(n int) { got.Hedges = append(got.Hedges, n) },
+					Delay: 50 * ms, Percentile: hedge.Fixed, MaxHedges: tt.maxHedges, Budget: unlimited(t), Observer: &rec,
 				})
 				a := &attempts{latency: tt.latency, errs: tt.errs}
 				s := middleware.Apply(a.stage, hedge.Middleware[string, string](h))
 				start := time.Now()
 				got.Out, got.Err = s(context.Background(), "x")
 				got.Elapsed = time.Since(start)
+				got.Hedges = rec.hedged()
 				a.mu.Lock()
 				got.Started, got.CtxErrs = a.started, a.ctxErrs
 				if a.finished != a.started {
@@ -247,19 +288,20 @@ func TestCallerCancels(t *testing.T) {
 func TestBudget(t *testing.T) {
 	t.Run("empty budget: no hedge", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			empty, err := budget.New(budget.Config{Ratio: budget.None, MinPerSecond: budget.None})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var buf bytes.Buffer
-			h := mustNew(t, hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: empty, Logger: newLogger(&buf)})
+			var rec recorder
+			h := mustNew(t, hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, MaxHedges: 3, Budget: emptyBudget(t), Observer: &rec})
 			a := &attempts{latency: []time.Duration{50 * time.Millisecond}}
 			out, err := middleware.Apply(a.stage, hedge.Middleware[string, string](h))(context.Background(), "x")
 			if out != "x from attempt 1" || err != nil || a.started != 1 {
 				t.Errorf("call = %q, %v with %d attempts; want the primary's result and 1 attempt", out, err, a.started)
 			}
-			if want := `level=DEBUG msg="hedge: budget exhausted" attempt=2`; strings.TrimSpace(buf.String()) != want {
-				t.Errorf("log = %q, want %q", buf.String(), want)
+			// One refusal ends the call's hedging: no further asks.
+			want := []middleware.Event{{Kind: middleware.Rejected, Concern: "hedge", Attempt: 2, Reason: "budget", Err: budget.ErrExhausted}}
+			if diff := cmp.Diff(want, rec.get(), cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(hedge.Stats{Rejected: 1}, h.Stats()); diff != "" {
+				t.Errorf("Stats (-want +got):\n%s", diff)
 			}
 		})
 	})
@@ -355,33 +397,202 @@ func TestPanic(t *testing.T) {
 	})
 }
 
-func TestGoexit(t *testing.T) {
+// A hedge that calls runtime.Goexit counts as a failed attempt with an
+// error of its own; the call still waits for the others.
+func TestGoexitInHedge(t *testing.T) {
+	errA := errors.New("a failed")
 	synctest.Test(t, func(t *testing.T) {
-		h := mustNew(t, hedge.Config{Budget: unlimited(t)})
+		h := mustNew(t, hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: unlimited(t)})
+		var n atomic.Int64
 		s := middleware.Apply(func(context.Context, int) (int, error) {
-			runtime.Goexit()
-			return 0, nil
+			if n.Add(1) == 2 {
+				runtime.Goexit()
+			}
+			time.Sleep(20 * time.Millisecond)
+			return 0, errA
 		}, hedge.Middleware[int, int](h))
-		if _, err := s(context.Background(), 0); err == nil || err.Error() != "hedge: attempt called runtime.Goexit" {
-			t.Errorf("call = %v, want hedge: attempt called runtime.Goexit", err)
+		_, err := s(context.Background(), 0)
+		if !errors.Is(err, errA) || !strings.Contains(fmt.Sprint(err), "hedge: attempt called runtime.Goexit") {
+			t.Errorf("call = %v, want errA joined with hedge: attempt called runtime.Goexit", err)
 		}
 	})
 }
 
+// The first attempt runs on the caller's goroutine, so runtime.Goexit in it
+// ends that goroutine, as it would without hedging; the hedges are
+// cancelled and have returned first.
+func TestGoexitInFirstAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := mustNew(t, hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: unlimited(t)})
+		var n, hedgeDone atomic.Int64
+		s := middleware.Apply(func(ctx context.Context, _ int) (int, error) {
+			if n.Add(1) == 2 {
+				<-ctx.Done()
+				hedgeDone.Add(1)
+				return 0, ctx.Err()
+			}
+			time.Sleep(20 * time.Millisecond)
+			runtime.Goexit()
+			return 0, nil
+		}, hedge.Middleware[int, int](h))
+		returned, unwound := false, make(chan int64)
+		go func() {
+			defer func() { unwound <- hedgeDone.Load() }()
+			_, _ = s(context.Background(), 0)
+			returned = true
+		}()
+		if done := <-unwound; done != 1 || returned {
+			t.Errorf("caller goroutine unwound with the hedge returned = %d, call returned = %v; want 1 and false", done, returned)
+		}
+	})
+}
+
+// A panic in the first attempt continues on the caller's goroutine, after
+// the hedge it started has been cancelled and has returned.
+func TestPanicInFirstAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := mustNew(t, hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: unlimited(t)})
+		var n, hedgeDone atomic.Int64
+		s := middleware.Apply(func(ctx context.Context, _ int) (int, error) {
+			if n.Add(1) == 2 {
+				<-ctx.Done()
+				hedgeDone.Add(1)
+				return 0, ctx.Err()
+			}
+			time.Sleep(20 * time.Millisecond)
+			panic("boom")
+		}, hedge.Middleware[int, int](h))
+		func() {
+			defer func() {
+				if r := recover(); r != "boom" {
+					t.Errorf("recovered %v, want boom", r)
+				}
+				if hedgeDone.Load() != 1 {
+					t.Errorf("the hedge had not returned when the panic reached the caller")
+				}
+			}()
+			_, _ = s(context.Background(), 0)
+		}()
+	})
+}
+
+// A hedge that panics after another attempt has won is still re-raised in
+// the caller: a panic is never swallowed. (The old implementation dropped
+// it while draining the losers' results.)
+func TestPanicAfterWin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := mustNew(t, hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: unlimited(t)})
+		var n atomic.Int64
+		s := middleware.Apply(func(ctx context.Context, _ int) (int, error) {
+			if n.Add(1) == 2 {
+				<-ctx.Done() // cancelled when the first attempt wins
+				panic("loser panicked")
+			}
+			time.Sleep(20 * time.Millisecond)
+			return 1, nil
+		}, hedge.Middleware[int, int](h))
+		func() {
+			defer func() {
+				if r := recover(); r != "loser panicked" {
+					t.Errorf("recovered %v, want the loser's panic", r)
+				}
+			}()
+			out, err := s(context.Background(), 0)
+			t.Errorf("call returned %v, %v; want a panic", out, err)
+		}()
+	})
+}
+
 func TestNilHedger(t *testing.T) {
-	s := middleware.Apply(func(context.Context, int) (int, error) { return 1, nil }, hedge.Middleware[int, int](nil))
-	if _, err := s(context.Background(), 0); err == nil || err.Error() != "hedge: nil hedger" {
-		t.Errorf("call = %v, want hedge: nil hedger", err)
+	defer func() {
+		if r := recover(); r != "hedge: nil *Hedger (was New's error ignored?)" {
+			t.Errorf("recovered %v, want the nil *Hedger panic", r)
+		}
+	}()
+	hedge.Middleware[int, int](nil)
+	t.Error("Middleware(nil) did not panic")
+}
+
+func TestNilStage(t *testing.T) {
+	h := mustNew(t, hedge.Config{})
+	defer func() {
+		if r := recover(); r != "middleware: nil stage" {
+			t.Errorf("recovered %v, want middleware: nil stage", r)
+		}
+	}()
+	hedge.Middleware[int, int](h)(nil)
+	t.Error("a nil stage did not panic")
+}
+
+// A context that has ended before the call runs nothing, deposits nothing
+// in the budget and emits nothing.
+func TestContextEndedAtEntry(t *testing.T) {
+	b, err := budget.New(budget.Config{Ratio: 1, MinPerSecond: budget.None})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec recorder
+	h := mustNew(t, hedge.Config{Budget: b, Observer: &rec})
+	ran := false
+	s := middleware.Apply(func(context.Context, int) (int, error) { ran = true; return 1, nil }, hedge.Middleware[int, int](h))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s(ctx, 0); err != context.Canceled {
+		t.Errorf("call = %v, want context.Canceled itself", err)
+	}
+	if ran || len(rec.get()) != 0 || b.Stats().Available != 0 {
+		t.Errorf("ran = %v, events %v, budget available %d; want nothing run, emitted or deposited", ran, rec.get(), b.Stats().Available)
 	}
 }
 
-func TestLogger(t *testing.T) {
+func TestEvents(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name      string
+		maxHedges int
+		budget    func(*testing.T) *budget.Budget
+		latency   []time.Duration
+		want      []middleware.Event
+	}{
+		{name: "no hedge", latency: []time.Duration{5 * ms}},
+		{name: "two hedges", maxHedges: 2, latency: []time.Duration{time.Hour, time.Hour, ms}, want: []middleware.Event{
+			{Kind: middleware.Hedged, Concern: "hedge", Name: "search", Attempt: 2, Delay: 10 * ms},
+			{Kind: middleware.Hedged, Concern: "hedge", Name: "search", Attempt: 3, Delay: 20 * ms}, // after the call's start
+		}},
+		{name: "refused", budget: emptyBudget, latency: []time.Duration{50 * ms}, want: []middleware.Event{
+			{Kind: middleware.Rejected, Concern: "hedge", Name: "search", Attempt: 2, Reason: "budget", Err: budget.ErrExhausted},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := unlimited(t)
+				if tt.budget != nil {
+					b = tt.budget(t)
+				}
+				var rec recorder
+				h := mustNew(t, hedge.Config{Name: "search", Delay: 10 * ms, Percentile: hedge.Fixed, MaxHedges: tt.maxHedges, Budget: b, Observer: &rec})
+				a := &attempts{latency: tt.latency}
+				if _, err := middleware.Apply(a.stage, hedge.Middleware[string, string](h))(context.Background(), "x"); err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(tt.want, rec.get(), cmpopts.EquateErrors(), cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("events (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+// Through middleware.Log, a hedge is one Debug record.
+func TestLog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var buf bytes.Buffer
-		h := mustNew(t, hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: unlimited(t), Logger: newLogger(&buf)})
+		h := mustNew(t, hedge.Config{Name: "search", Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Budget: unlimited(t),
+			Observer: middleware.Log(newLogger(&buf))})
 		a := &attempts{latency: []time.Duration{50 * time.Millisecond, time.Millisecond}}
 		_, _ = middleware.Apply(a.stage, hedge.Middleware[string, string](h))(context.Background(), "x")
-		if want := `level=DEBUG msg="hedge: attempt" attempt=2 delay=10ms`; strings.TrimSpace(buf.String()) != want {
+		if want := `level=DEBUG msg="hedge hedged" concern=hedge name=search attempt=2 delay=10ms`; strings.TrimSpace(buf.String()) != want {
 			t.Errorf("log = %q, want %q", buf.String(), want)
 		}
 	})
@@ -464,3 +675,63 @@ func testConcurrent(t *testing.T, calls int) {
 // or a SIGSEGV in the runtime's timer code; even at 300 calls). That is
 // golang/go#78156, open for go1.26. Without -race they run in full.
 const raceBubbleBug = "golang/go#78156"
+
+// TestStress runs hedged calls on real time whose attempts take random
+// times and fail at random, with up to two hedges each: a call succeeds
+// with its own input exactly when one of its attempts succeeded, fails only
+// when every attempt it started failed, and has no attempt running when it
+// returns.
+func TestStress(t *testing.T) {
+	const calls, maxHedges = 300, 2
+	errFail := errors.New("failed")
+	h := mustNew(t, hedge.Config{Delay: 300 * time.Microsecond, Percentile: hedge.Fixed, MaxHedges: maxHedges, Budget: unlimited(t)})
+	type call struct{ started, failed, succeeded, running atomic.Int64 }
+	perCall := make([]call, calls)
+	stage := func(ctx context.Context, i int) (int, error) {
+		c := &perCall[i]
+		n := c.started.Add(1)
+		c.running.Add(1)
+		defer c.running.Add(-1)
+		// A fixed pseudo-random plan per (call, attempt).
+		plan := (i*7 + int(n)*13) % 10
+		select {
+		case <-time.After(time.Duration(plan) * 100 * time.Microsecond):
+		case <-ctx.Done():
+			c.failed.Add(1)
+			return 0, ctx.Err()
+		}
+		if plan%3 == 0 {
+			c.failed.Add(1)
+			return 0, errFail
+		}
+		c.succeeded.Add(1)
+		return i, nil
+	}
+	s := middleware.Apply(stage, hedge.Middleware[int, int](h))
+	var wg sync.WaitGroup
+	var failedCalls atomic.Int64
+	for i := range calls {
+		wg.Go(func() {
+			out, err := s(context.Background(), i)
+			if err != nil {
+				failedCalls.Add(1)
+			}
+			c := &perCall[i]
+			started, failed, succeeded := c.started.Load(), c.failed.Load(), c.succeeded.Load()
+			switch {
+			case c.running.Load() != 0:
+				t.Errorf("call %d returned with attempts running", i)
+			case started > 1+maxHedges:
+				t.Errorf("call %d started %d attempts", i, started)
+			case err == nil && (out != i || succeeded == 0):
+				t.Errorf("call %d = %d, nil with %d successes", i, out, succeeded)
+			case err != nil && (failed != started || !errors.Is(err, errFail)):
+				t.Errorf("call %d = %v with %d of %d attempts failed", i, err, failed, started)
+			}
+		})
+	}
+	wg.Wait()
+	if st := h.Stats(); st.Hedged == 0 || st.HedgeWins == 0 || failedCalls.Load() == 0 || failedCalls.Load() == calls {
+		t.Errorf("Stats %+v, %d of %d calls failed: the test exercised too little", st, failedCalls.Load(), calls)
+	}
+}

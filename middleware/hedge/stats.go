@@ -1,26 +1,14 @@
 package hedge
 
-import "sync/atomic"
-
-// Counter counts what the Hedgers it is given to (Config.Counter) do. The
-// zero value is ready to use, a Counter is safe for concurrent use, and one
-// Counter may be shared by several Hedgers to count them together.
-type Counter struct {
-	calls, hedges, wins, refused atomic.Uint64
-}
-
-// Stats is a snapshot of a [Counter].
+// Stats is a snapshot of what a [Hedger] did since [New].
 type Stats struct {
-	Calls   uint64 // calls started
-	Hedges  uint64 // extra attempts started (as OnHedge sees them)
-	Wins    uint64 // calls whose result came from a hedge rather than the first attempt
-	Refused uint64 // hedges not sent because the budget was empty
+	Hedged    uint64 // hedges sent: extra attempts started ([middleware.Hedged] events)
+	HedgeWins uint64 // calls whose result came from a hedge rather than the first attempt
+	Rejected  uint64 // hedges not sent because the budget refused ([middleware.Rejected] events)
 }
 
-// Stats returns the counts so far. A nil Counter returns zero Stats.
-func (c *Counter) Stats() Stats {
-	if c == nil {
-		return Stats{}
-	}
-	return Stats{Calls: c.calls.Load(), Hedges: c.hedges.Load(), Wins: c.wins.Load(), Refused: c.refused.Load()}
+// Stats returns the counts so far. It is pure: three atomic loads. A call
+// that returns before its hedge delay touches none of these counters.
+func (h *Hedger) Stats() Stats {
+	return Stats{Hedged: h.hedged.Load(), HedgeWins: h.wins.Load(), Rejected: h.rejected.Load()}
 }

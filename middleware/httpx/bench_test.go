@@ -2,13 +2,13 @@ package httpx_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/httpx"
 	"github.com/brace-go/brace/middleware/ratelimit"
@@ -27,12 +27,21 @@ func BenchmarkTransport(b *testing.B) {
 	defer srv.Close()
 	base := srv.Client().Transport
 
-	br, _ := breaker.New(breaker.Config{})
-	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
-	withDefaults, _ := httpx.NewTransport(base, httpx.TransportConfig{})
-	withTimeout, _ := httpx.NewTransport(base, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
-	withAttempt, _ := httpx.NewTransport(base, httpx.TransportConfig{
+	br := newBreaker(b, breaker.Config{})
+	to := timeout.Middleware[*http.Request, *http.Response](newTimeout(b, time.Minute))
+	withDefaults, _ := httpx.NewTransport(httpx.TransportConfig{Base: base})
+	withTimeout, _ := httpx.NewTransport(httpx.TransportConfig{Base: base, Attempt: []httpx.Middleware{to}})
+	withAttempt, _ := httpx.NewTransport(httpx.TransportConfig{
+		Base:    base,
 		Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](br), to},
+	})
+	open := newBreaker(b, breaker.Config{})
+	if err := open.ForceOpen(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	rejecting, _ := httpx.NewTransport(httpx.TransportConfig{
+		Base:    base,
+		Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](open)},
 	})
 	rawTimeout := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
@@ -53,12 +62,16 @@ func BenchmarkTransport(b *testing.B) {
 		{"raw+timeout", rawTimeout},
 		{"httpx+timeout", withTimeout},
 		{"httpx+breaker+timeout", withAttempt},
+		{"httpx+breaker-open", rejecting}, // the rejection path: nothing sent
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
 			b.ReportAllocs()
 			for b.Loop() {
 				resp, err := bm.rt.RoundTrip(req)
+				if bm.rt == rejecting && errors.Is(err, breaker.ErrOpen) {
+					continue
+				}
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -88,18 +101,21 @@ func (c cancelOnClose) Close() error {
 // direct is the handler alone, the baseline.
 func BenchmarkProtect(b *testing.B) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	br, _ := breaker.New(breaker.Config{})
-	rl, _ := ratelimit.New(ratelimit.Config{Rate: rate.Inf})
-	bp, _ := backpressure.New(1<<20, backpressure.Config{})
-	all, _ := httpx.Protect(httpx.HandlerConfig{Breaker: br, RateLimit: rl, Backpressure: bp})
-	shedOnly, _ := httpx.Protect(httpx.HandlerConfig{Backpressure: bp})
+	br := newBreaker(b, breaker.Config{})
+	rl := newRateLimit(b, ratelimit.Config{Rate: rate.Inf})
+	bp := newBackpressure(b, 1<<20)
+	full := newBackpressure(b, 1)
+	held, _ := full.Acquire(b.Context())
+	defer held.Done(nil)
 	for _, bm := range []struct {
 		name string
 		h    http.Handler
+		code int
 	}{
-		{"direct", h},
-		{"backpressure", shedOnly(h)},
-		{"breaker+ratelimit+backpressure", all(h)},
+		{"direct", h, http.StatusNoContent},
+		{"backpressure", protect(b, httpx.ProtectorConfig{Backpressure: bp}, h), http.StatusNoContent},
+		{"breaker+ratelimit+backpressure", protect(b, httpx.ProtectorConfig{Breaker: br, RateLimit: rl, Backpressure: bp}, h), http.StatusNoContent},
+		{"shed", protect(b, httpx.ProtectorConfig{Backpressure: full}, h), http.StatusServiceUnavailable},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -107,7 +123,7 @@ func BenchmarkProtect(b *testing.B) {
 			for b.Loop() {
 				rec := httptest.NewRecorder()
 				bm.h.ServeHTTP(rec, req)
-				if rec.Code != http.StatusNoContent {
+				if rec.Code != bm.code {
 					b.Fatal(rec.Code)
 				}
 			}

@@ -1,21 +1,29 @@
 // Package httpx brings Brace to net/http: a client-side [Transport], an
 // http.RoundTripper that sends requests through a retry loop and any Brace
-// middlewares, and [Protect], a server-side wrapper that sheds load, limits
-// rates and trips a breaker, answering 503 or 429 with a Retry-After.
+// middlewares, and a server-side [Protector] that sheds load, limits rates
+// and trips a breaker, answering 503 or 429 with a Retry-After.
 //
 // The name avoids shadowing net/http, which every user of this package also
 // imports.
 //
-//	tr, err := httpx.NewTransport(http.DefaultTransport, httpx.TransportConfig{
+//	tr, err := httpx.NewTransport(httpx.TransportConfig{
+//		Retry: r, // a *retry.Retrier; nil means retry's defaults
 //		Attempt: []httpx.Middleware{
 //			breaker.Middleware[*http.Request, *http.Response](b),
-//			perAttemptTimeout,
+//			timeout.Middleware[*http.Request, *http.Response](perAttempt),
 //		},
 //	})
 //	client := &http.Client{Transport: tr}
 //
-//	protect, err := httpx.Protect(httpx.HandlerConfig{Breaker: b, RateLimit: rl, Backpressure: bp})
-//	http.ListenAndServe(addr, protect(mux))
+//	p, err := httpx.NewProtector(httpx.ProtectorConfig{Breaker: b, RateLimit: rl, Backpressure: bp})
+//	http.ListenAndServe(addr, p.Handler(mux))
+//
+// HTTP calls go through a Transport, never through a generic adapter
+// (middleware.WrapFunc and the like) around (*http.Client).Do: such an
+// adapter would retry a POST whose body the first attempt consumed, and a
+// timeout in it would not reach the request, which carries its own
+// context. The Transport rewinds bodies and gives every attempt the
+// request's context (docs/http.md).
 //
 // # What the Transport retries
 //
@@ -37,16 +45,18 @@
 //
 // A Retry-After on a retryable response, in seconds or as an HTTP-date
 // ([ParseRetryAfter]: relative to the response's Date header), is the
-// floor of the next delay. A Retry-After longer than the retry policy's
-// MaxDelay (60 s by default) is not cut short and not waited for: that
-// response is returned at once. One that would end after the caller's
-// deadline stops the loop at once, as retry does for any hint.
+// earliest time of the next attempt, whatever the Retrier's MaxDelay: the
+// Transport never retries before the server asked. If the wait fits in the
+// Retrier's limits (MaxElapsed, the caller's deadline) the Transport waits;
+// otherwise it stops at once (retry.ReasonHint) and returns that response.
+// A request with no deadline waits as long as the server asks: give
+// requests a deadline, or the Retrier a MaxElapsed.
 //
 // # Responses
 //
-// Inside the chain a retryable or 5xx response is a *[StatusError], so
-// Retry retries it and a breaker counts it as a failure. RoundTrip turns it
-// back: the caller gets the response with a nil error, as from any
+// Inside the chain a retryable or 5xx response is a *[StatusError], so the
+// Retrier retries it and a breaker counts it as a failure. RoundTrip turns
+// it back: the caller gets the response with a nil error, as from any
 // RoundTripper. In particular, when retries run out on a 503 the caller
 // gets the last 503, body readable (the behaviour of
 // hashicorp/go-retryablehttp without an ErrorHandler): code that checks
@@ -55,10 +65,23 @@
 // a transport error, a middleware's rejection (breaker.ErrOpen, a shed), or
 // the caller's context ending during a retry delay.
 //
-// Every response the caller does not get — those retried, and any a
-// middleware dropped — is drained (up to 4 KiB, so its connection can be
-// reused) and closed, before the retry delay. The request body is closed
-// even when no attempt was sent.
+// # Releasing connections
+//
+// A response that may be retried is drained as soon as it arrives, inside
+// the attempt, before any retry delay: up to 4 KiB of its body are read
+// into memory and, if the body ended, the connection goes back to the
+// pool while the response stays whole for the caller. A longer body keeps
+// the rest on the wire until the response is returned or discarded. Every
+// response the caller does not get — those retried, and any a middleware
+// dropped — is drained (4 KiB at most) and closed, exactly once.
+//
+// Draining is bounded in time as well as in bytes: a body that is still
+// arriving TransportConfig.DrainTimeout (1 s by default) after the drain
+// began, or when the attempt's context ends, is closed, so a server that
+// stalls a 503's body cannot hold the call. A caller who gets such a
+// response reads what had arrived and then an error matching
+// io.ErrUnexpectedEOF. The request body is closed even when no attempt was
+// sent.
 //
 // # The body and context rule
 //
@@ -72,59 +95,60 @@
 // timeout bounds the wait for the headers, not the reading of the body;
 // bound that with the caller's context.
 //
-// # Protect
+// # Protector
 //
-// [Protect] applies the protections of a [HandlerConfig] in the order of
-// docs/ordering.md: Breaker, ClientRateLimit, RateLimit, Backpressure.
-// A shed request gets 503 and Retry-After: RetryAfter (1 s by default); a
-// rate-limited one 429 and the limiter's delay; an open breaker 503 and
-// the time until it lets probes through. Every Retry-After is rounded up to
-// whole seconds, at least 1. The breaker counts responses with a status of
-// 500 or more (HandlerConfig.Failure) and panics as failures; sheds and
-// rate limits never trip it. To see the status, the handler gets a
-// ResponseWriter wrapper that keeps http.Flusher and http.Hijacker and
-// unwraps for http.ResponseController.
+// A [Protector] applies the protections of a [ProtectorConfig] in the
+// order of docs/ordering.md: Breaker, ClientRateLimit, RateLimit,
+// Backpressure. A rate-limited request gets 429, any other refusal 503;
+// the Retry-After is the refusal's own RetryAfter (a limiter's delay, the
+// time until an open breaker lets probes through) or, when it has none (a
+// shed), ProtectorConfig.RetryAfter (1 s by default). Every Retry-After is
+// rounded up to whole seconds, at least 1. The breaker counts responses
+// with a status of 500 or more (ProtectorConfig.Failure) and panics as
+// failures; sheds and rate limits never trip it. To see the status, the
+// handler gets a ResponseWriter wrapper that keeps http.Flusher and
+// http.Hijacker and unwraps for http.ResponseController.
 //
 // # Defaults and zero values
 //
-// The zero [TransportConfig] retries as described above with retry's
-// defaults (3 attempts, jittered exponential delays from 100 ms, at most
-// 60 s) and no Attempt middlewares; a nil base means
-// http.DefaultTransport. The zero [HandlerConfig] protects nothing and
-// Protect returns each handler unchanged. Invalid fields are errors from
-// [NewTransport] and [Protect], for example
-// "httpx: RetryAfter must not be negative, got -1s".
+// The zero [TransportConfig] sends through http.DefaultTransport and
+// retries as described above with retry's defaults (3 attempts, jittered
+// exponential delays from 100 ms, at most 60 s between attempts unless
+// the server asks for longer), with no Attempt middlewares. The zero
+// [ProtectorConfig] protects nothing and Handler returns each handler
+// unchanged. Invalid fields are errors from [NewTransport] and
+// [NewProtector], for example
+// "httpx: RetryAfter must not be negative, got -1s". A nil entry in
+// TransportConfig.Attempt, a nil handler or a nil *Protector is a
+// programmer error, and panics where the Transport or handler is built.
 //
-// # Events
+// # Events and stats
 //
-// TransportConfig.OnAttempt is called after every attempt that reached the
-// base transport; TransportConfig.Logger gets a debug record per attempt
-// ("httpx: attempt": "method", "url", "attempt", "status" or "err") and the
-// retry middleware's records. HandlerConfig.OnReject is called for every
-// refused request; HandlerConfig.Logger gets an info record each
-// ("httpx: rejected": "method", "path", "status", "err").
+// The Transport's Observer receives a middleware.TimedOut event (Concern
+// "httpx", Delay the drain timeout) for each body it closed because it was
+// still arriving after DrainTimeout, counted in [Transport.Stats]; when
+// TransportConfig.Retry is nil, it also receives the Retry and GaveUp
+// events of the Retrier the Transport builds. Attempts, rejections and
+// timeouts are reported by the concerns that handle them, each to its own
+// Observer; so are a Protector's refusals. middleware.Log turns events
+// into log records. docs/http.md tables the events.
 //
 // # Concurrency
 //
-// A Transport and the handlers Protect returns are safe for concurrent use
-// (tested with a thousand concurrent requests over loopback and four
-// thousand concurrent handler calls, under -race). Attempts of one request
-// may run concurrently under a hedge; a request that may be sent only once
-// is never sent twice ([ErrNotReplayable]).
+// A Transport and the handlers a Protector returns are safe for
+// concurrent use (tested with a thousand concurrent requests over loopback
+// and four thousand concurrent handler calls, under -race). Attempts of
+// one request may run concurrently under a hedge; a request that may be
+// sent only once is never sent twice ([ErrNotReplayable]).
 //
 // # Cost
 //
-// Measured on the project machine (2 cores, noisy; medians of four runs of
-// BenchmarkTransport, GETs over loopback to an httptest server): a raw
-// http.Transport takes 23 µs and 54 allocations per request; through the
-// Transport with defaults 24 µs and 57 — three small allocations more (the
-// call state, its context value, the response record), a ratio of 1.03.
-// With a per-attempt timeout, 32 µs and 74 allocations, against 25 µs and
-// 63 for a hand-written per-request timeout cancelled when the body is
-// closed: the 11 extra allocations are the three above and the detached
-// context that keeps the body readable. BenchmarkProtect (a handler into an
-// httptest.ResponseRecorder, 86 ns and 4 allocations alone): Protect with a
-// backpressure limiter adds 10 ns and nothing allocated; with a breaker, a
-// rate limit and a backpressure limiter, 95 ns and one allocation (the
-// status writer, 24 B).
+// A request that succeeds at once costs three small allocations over the
+// base transport (the call state, its context value and the response
+// record) and no clock read; a per-attempt middleware that derives a
+// context adds the detached context that keeps the body readable. A
+// retryable response adds its drain: a timer and a buffer of at most
+// 4 KiB. A Protector adds no allocation per request with limiters only,
+// and one (the status writer) with a breaker. docs/http.md has the
+// measurements.
 package httpx

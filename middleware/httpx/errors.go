@@ -11,25 +11,26 @@ import (
 // which understand errors, not statuses. Inside a [Transport] every
 // response whose status is 5xx or retryable (429, 502, 503 and 504 by
 // default) becomes a *StatusError, so a breaker counts it as a failure and
-// Retry retries it, honouring its Retry-After; the Transport turns it back
-// into the response before returning (see the package doc). Inside
-// [Protect], a response the handler wrote with a failure status (5xx) is
-// reported to the breaker as a *StatusError.
+// the Retrier retries it, waiting at least its Retry-After; the Transport
+// turns it back into the response before returning (see the package doc).
+// Inside a [Protector], a response the handler wrote with a failure status
+// (5xx by default) is reported to the breaker as a *StatusError.
 //
 // A breaker's Classify or OpenDelay can read it with errors.As:
 //
 //	OpenDelay: func(err error) time.Duration {
-//		if se, ok := errors.AsType[*httpx.StatusError](err); ok {
+//		var se *httpx.StatusError
+//		if errors.As(err, &se) {
 //			return se.Delay // the server's Retry-After
 //		}
 //		return 0
 //	}
 type StatusError struct {
 	StatusCode int           // the response's status code
-	Delay      time.Duration // the response's Retry-After; 0 if it had none (see Retryable)
+	Delay      time.Duration // the response's Retry-After; 0 if it had none
 
 	retryable bool
-	res       *result // the response, owned by the Transport; nil in Protect
+	res       *result // the response, owned by the Transport; nil in a Protector
 }
 
 func (e *StatusError) Error() string {
@@ -41,13 +42,14 @@ func (e *StatusError) Error() string {
 }
 
 // Retryable reports whether the status is one the Transport retries
-// (TransportConfig.RetryStatus) and its Retry-After, if any, is no longer
-// than the retry policy's MaxDelay. It is the contract
-// retry.DefaultRetryable follows.
+// (TransportConfig.RetryStatus). It is the contract retry.DefaultRetryable
+// follows. A long Retry-After does not make it false: the Retrier waits for
+// it, or gives up at once with retry.ReasonHint when the wait would not fit
+// in its limits.
 func (e *StatusError) Retryable() bool { return e.retryable }
 
-// RetryAfter returns Delay: Brace's Retry waits at least that long before
-// the next attempt.
+// RetryAfter returns Delay: a Retrier never starts the next attempt before
+// it.
 func (e *StatusError) RetryAfter() time.Duration { return e.Delay }
 
 // ErrNotReplayable is returned for a second attempt at a request that may

@@ -1,6 +1,7 @@
 package httpx_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/httpx"
@@ -32,9 +34,11 @@ func ExampleNewTransport() {
 	}))
 	defer srv.Close()
 
-	tr, err := httpx.NewTransport(srv.Client().Transport, httpx.TransportConfig{
-		Retry: retry.Config{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
-	})
+	r, err := retry.New(retry.Config{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	tr, err := httpx.NewTransport(httpx.TransportConfig{Base: srv.Client().Transport, Retry: r})
 	if err != nil {
 		panic(err)
 	}
@@ -46,8 +50,8 @@ func ExampleNewTransport() {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	fmt.Println(resp.StatusCode, string(body), "after", calls.Load(), "attempts")
-	// Output: 200 hello after 3 attempts
+	fmt.Println(resp.StatusCode, string(body), "after", calls.Load(), "attempts;", r.Stats().Retries, "retries")
+	// Output: 200 hello after 3 attempts; 2 retries
 }
 
 // Per-attempt middlewares in the recommended order: a breaker, then a
@@ -63,12 +67,14 @@ func ExampleNewTransport_attemptMiddlewares() {
 	defer srv.Close()
 
 	b, _ := breaker.New(breaker.Config{Name: "backend", Threshold: 3})
-	perAttempt, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: 2 * time.Second})
-	tr, err := httpx.NewTransport(srv.Client().Transport, httpx.TransportConfig{
-		Retry: retry.Config{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond},
+	perAttempt, _ := timeout.New(timeout.Config{Duration: 2 * time.Second})
+	r, _ := retry.New(retry.Config{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
+	tr, err := httpx.NewTransport(httpx.TransportConfig{
+		Base:  srv.Client().Transport,
+		Retry: r,
 		Attempt: []httpx.Middleware{
 			breaker.Middleware[*http.Request, *http.Response](b),
-			perAttempt,
+			timeout.Middleware[*http.Request, *http.Response](perAttempt),
 		},
 	})
 	if err != nil {
@@ -91,16 +97,52 @@ func ExampleNewTransport_attemptMiddlewares() {
 	// next call fails fast: true 3 attempts
 }
 
-// Protect a handler with a rate limit and a concurrency bound. Refused
-// requests get 429 or 503 with a Retry-After.
-func ExampleProtect() {
-	rl, _ := ratelimit.New(ratelimit.Config{Rate: rate.Every(2 * time.Second), Burst: 2})
-	bp, _ := backpressure.New(100, backpressure.Config{})
-	protect, err := httpx.Protect(httpx.HandlerConfig{RateLimit: rl, Backpressure: bp})
+// The Transport's Observer gets the events of the Retrier it builds (when
+// TransportConfig.Retry is nil), with the Transport's Name. Here a server
+// asks for more time than the caller's deadline leaves: the Transport does
+// not retry early, and gives the caller the server's answer at once.
+func ExampleTransportConfig_observer() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "120")
+		http.Error(w, "come back in two minutes", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+
+	tr, err := httpx.NewTransport(httpx.TransportConfig{
+		Base: srv.Client().Transport,
+		Name: "search",
+		Observer: middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+			fmt.Printf("%s %s %q: attempt %d, reason %q, wait %v\n", e.Concern, e.Kind, e.Name, e.Attempt, e.Reason, e.Delay)
+		}),
+	})
 	if err != nil {
 		panic(err)
 	}
-	srv := httptest.NewServer(protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		panic(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Printf("%d %s", resp.StatusCode, body)
+	// Output:
+	// retry gave-up "search": attempt 1, reason "hint", wait 2m0s
+	// 503 come back in two minutes
+}
+
+// Protect a handler with a rate limit and a concurrency bound. Refused
+// requests get 429 or 503 with a Retry-After.
+func ExampleNewProtector() {
+	rl, _ := ratelimit.New(ratelimit.Config{Rate: rate.Every(2 * time.Second), Burst: 2})
+	bp, _ := backpressure.New(backpressure.Config{Capacity: 100})
+	p, err := httpx.NewProtector(httpx.ProtectorConfig{RateLimit: rl, Backpressure: bp})
+	if err != nil {
+		panic(err)
+	}
+	srv := httptest.NewServer(p.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "ok")
 	})))
 	defer srv.Close()

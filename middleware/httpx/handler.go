@@ -4,25 +4,30 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/brace-go/brace/internal/xerrors"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/ratelimit"
 )
 
-// DefaultRetryAfter is the default of HandlerConfig.RetryAfter.
-const DefaultRetryAfter = time.Second
+// defaultRetryAfter is the default of ProtectorConfig.RetryAfter.
+const defaultRetryAfter = time.Second
 
-// HandlerConfig configures [Protect]. Every protection is optional; the zero
-// value protects nothing and passes every request through. They apply in
-// the recommended order (docs/ordering.md): Breaker, then ClientRateLimit,
-// then RateLimit, then Backpressure, then the handler.
-type HandlerConfig struct {
+// ProtectorConfig configures a [Protector]. Every protection is optional;
+// the zero value protects nothing and passes every request through. They
+// apply in the recommended order (docs/ordering.md): Breaker, then
+// ClientRateLimit, then RateLimit, then Backpressure, then the handler.
+//
+// A Protector has no Observer of its own: each protection reports its
+// rejections to its own Config.Observer (a middleware.Rejected event,
+// with the request's context), so that a refusal is counted once.
+type ProtectorConfig struct {
 	// Breaker, if set, guards the handler: a response whose status
 	// Failure reports as a failure (5xx by default) or a panic counts
 	// against it, and while it is open requests get 503 Service
@@ -30,10 +35,13 @@ type HandlerConfig struct {
 	// through (RetryAfter when it gives no hint).
 	Breaker *breaker.Breaker
 
-	// ClientRateLimit, if set, gives each client its own token bucket,
-	// keyed by ClientKey. A refused request gets 429 Too Many Requests
-	// with a Retry-After of the bucket's delay, rounded up to seconds.
-	ClientRateLimit *ratelimit.Keyed[string]
+	// ClientRateLimit, if set, gives each client its own token bucket
+	// (ratelimit.Keyed), keyed by ClientKey, with the Limiter's Rate and
+	// Burst. A refused request gets 429 Too Many Requests with a
+	// Retry-After of the bucket's delay, rounded up to seconds. It may be
+	// the same Limiter as RateLimit: a Limiter's keyed buckets are apart
+	// from its shared one.
+	ClientRateLimit *ratelimit.Limiter
 
 	// ClientKey names the client of a request for ClientRateLimit. Nil
 	// means the host part of r.RemoteAddr. Behind a proxy, take the key
@@ -42,9 +50,10 @@ type HandlerConfig struct {
 	// ClientRateLimit.
 	ClientKey func(r *http.Request) string
 
-	// RateLimit, if set, bounds the rate of all requests together. A
-	// refused request gets 429 Too Many Requests with a Retry-After of the
-	// limiter's delay, rounded up to seconds.
+	// RateLimit, if set, bounds the rate of all requests together, with
+	// the Limiter's shared bucket. A refused request gets 429 Too Many
+	// Requests with a Retry-After of the limiter's delay, rounded up to
+	// seconds.
 	RateLimit *ratelimit.Limiter
 
 	// Backpressure, if set, bounds the requests in flight in the handler.
@@ -57,29 +66,34 @@ type HandlerConfig struct {
 	// wrote 200; one that hijacked the connection succeeded.
 	Failure func(status int) bool
 
-	// RetryAfter is the Retry-After sent with a shed request's 503 and
-	// with a breaker's 503 when the breaker gives no time (half-open
-	// with every probe slot taken, forced open). Zero means
-	// DefaultRetryAfter (1 s); every Retry-After is rounded up to whole
+	// RetryAfter is the Retry-After sent with a refusal whose error gives
+	// no time of its own: a shed, and a breaker that is forced open or
+	// half-open with every probe slot taken. Zero means
+	// 1 s; every Retry-After is rounded up to whole
 	// seconds, at least 1. Negative is an error.
 	RetryAfter time.Duration
 
 	// WriteRejection, if set, writes the response to a refused request
 	// instead of the default plain-text status line. The Retry-After
 	// header is already set; status is 429 or 503 and err is the
-	// refusal: a *breaker.OpenError, a *ratelimit.LimitedError, a
-	// *backpressure.ShedError, or the request context's error when the
+	// refusal: a *breaker.OpenError, a *ratelimit.LimitedError,
+	// backpressure.ErrShed, or the request context's error when the
 	// client left while a limiter kept it waiting.
 	WriteRejection func(w http.ResponseWriter, r *http.Request, status int, err error)
+}
 
-	// OnReject, if set, is called for every refused request, after the
-	// response is written, with the same arguments, outside any lock.
-	OnReject func(r *http.Request, status int, err error)
-
-	// Logger, if set, receives an info record per refused request
-	// ("httpx: rejected": "method", "path", "status", "err"). Nil means
-	// silent.
-	Logger *slog.Logger
+// Protector guards HTTP handlers with a breaker, rate limits and a
+// concurrency bound, answering refused requests with 503 or 429 and a
+// Retry-After. Build one with [NewProtector] and wrap handlers with
+// [Protector.Handler]: every handler it wraps shares its protections. A
+// Protector is safe for concurrent use and never changes after
+// NewProtector.
+type Protector struct {
+	mws            []middleware.Middleware[exchange, struct{}]
+	breaker        bool
+	failure        func(int) bool
+	retryAfter     time.Duration
+	writeRejection func(http.ResponseWriter, *http.Request, int, error)
 }
 
 // exchange is one request through the protections, passed by value.
@@ -88,31 +102,28 @@ type exchange struct {
 	r *http.Request
 }
 
-type protector struct {
-	cfg     HandlerConfig
-	mws     []middleware.Middleware[exchange, struct{}]
-	failure func(int) bool
-}
-
-// Protect returns a standard HTTP middleware that guards handlers with the
-// protections cfg holds, or an error naming the invalid field. Every
-// handler it wraps shares them: wrap a whole mux once, or build one
-// protection per route.
+// NewProtector returns a Protector for cfg, or an error naming the invalid
+// field.
 //
-//	protect, err := httpx.Protect(httpx.HandlerConfig{Breaker: b, RateLimit: rl, Backpressure: bp})
+//	p, err := httpx.NewProtector(httpx.ProtectorConfig{Breaker: b, RateLimit: rl, Backpressure: bp})
 //	...
-//	http.ListenAndServe(addr, protect(mux))
-func Protect(cfg HandlerConfig) (func(http.Handler) http.Handler, error) {
+//	http.ListenAndServe(addr, p.Handler(mux))
+func NewProtector(cfg ProtectorConfig) (*Protector, error) {
 	if cfg.RetryAfter < 0 {
-		return nil, errors.New("httpx: RetryAfter must not be negative, got " + cfg.RetryAfter.String())
+		return nil, fmt.Errorf("httpx: RetryAfter must not be negative, got %v", cfg.RetryAfter)
 	}
 	if cfg.ClientKey != nil && cfg.ClientRateLimit == nil {
 		return nil, errors.New("httpx: ClientKey is set but ClientRateLimit is nil")
 	}
-	if cfg.RetryAfter == 0 {
-		cfg.RetryAfter = DefaultRetryAfter
+	p := &Protector{
+		breaker:        cfg.Breaker != nil,
+		failure:        cfg.Failure,
+		retryAfter:     cfg.RetryAfter,
+		writeRejection: cfg.WriteRejection,
 	}
-	p := &protector{cfg: cfg, failure: cfg.Failure}
+	if p.retryAfter == 0 {
+		p.retryAfter = defaultRetryAfter
+	}
 	if p.failure == nil {
 		p.failure = func(status int) bool { return status >= 500 }
 	}
@@ -124,7 +135,7 @@ func Protect(cfg HandlerConfig) (func(http.Handler) http.Handler, error) {
 		if key == nil {
 			key = remoteHost
 		}
-		p.mws = append(p.mws, ratelimit.PerKey[exchange, struct{}](cfg.ClientRateLimit,
+		p.mws = append(p.mws, ratelimit.Keyed[exchange, struct{}](cfg.ClientRateLimit,
 			func(e exchange) string { return key(e.r) }))
 	}
 	if cfg.RateLimit != nil {
@@ -133,7 +144,7 @@ func Protect(cfg HandlerConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.Backpressure != nil {
 		p.mws = append(p.mws, backpressure.Middleware[exchange, struct{}](cfg.Backpressure))
 	}
-	return p.wrap, nil
+	return p, nil
 }
 
 // remoteHost is the default ClientKey: the host of r.RemoteAddr.
@@ -145,17 +156,25 @@ func remoteHost(r *http.Request) string {
 	return host
 }
 
-func (p *protector) wrap(h http.Handler) http.Handler {
+// Handler returns h guarded by p's protections. Call it once per handler
+// (a whole mux, or each route) and serve what it returns: all the work of
+// composing the protections is done here, none per request. With no
+// protection configured it returns h itself.
+//
+// A nil p (NewProtector's error ignored) or a nil h is a programmer error:
+// Handler panics, as http.Handle does for a nil handler.
+func (p *Protector) Handler(h http.Handler) http.Handler {
+	if p == nil {
+		panic("httpx: nil *Protector (was NewProtector's error ignored?)")
+	}
 	if h == nil {
-		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, "httpx: nil handler", http.StatusInternalServerError)
-		})
+		panic("httpx: nil handler")
 	}
 	if len(p.mws) == 0 {
 		return h
 	}
 	serve := func(_ context.Context, e exchange) (struct{}, error) {
-		if p.cfg.Breaker == nil {
+		if !p.breaker {
 			h.ServeHTTP(e.w, e.r)
 			return struct{}{}, nil
 		}
@@ -169,42 +188,36 @@ func (p *protector) wrap(h http.Handler) http.Handler {
 	st := middleware.Apply(serve, p.mws...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := st(r.Context(), exchange{w: w, r: r}); err != nil {
-			if _, served := errors.AsType[*StatusError](err); !served {
+			if _, served := xerrors.Find[*StatusError](err); !served { // a rejection, not the handler's status
 				p.reject(w, r, err)
 			}
 		}
 	})
 }
 
-// reject answers a request a protection refused.
-func (p *protector) reject(w http.ResponseWriter, r *http.Request, err error) {
+// reject answers a request a protection refused: 429 for a rate limit,
+// 503 otherwise, with a Retry-After from the refusal's RetryAfter method,
+// or p.retryAfter when it has none. A client whose context ended (it left
+// while a limiter kept it waiting) gets 503 without Retry-After.
+func (p *Protector) reject(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusServiceUnavailable
-	var retryAfter time.Duration
-	if le, ok := errors.AsType[*ratelimit.LimitedError](err); ok {
-		status, retryAfter = http.StatusTooManyRequests, le.Delay
-	} else if oe, ok := errors.AsType[*breaker.OpenError](err); ok {
-		retryAfter = oe.RetryAfter()
-		if retryAfter <= 0 {
-			retryAfter = p.cfg.RetryAfter
-		}
-	} else if r.Context().Err() == nil {
-		retryAfter = p.cfg.RetryAfter // shed
+	if errors.Is(err, ratelimit.ErrLimited) {
+		status = http.StatusTooManyRequests
 	}
-	if retryAfter > 0 {
+	if ctxErr := r.Context().Err(); ctxErr == nil || !errors.Is(err, ctxErr) {
+		var retryAfter time.Duration
+		if hint, ok := xerrors.Find[interface{ RetryAfter() time.Duration }](err); ok {
+			retryAfter = hint.RetryAfter()
+		}
+		if retryAfter <= 0 {
+			retryAfter = p.retryAfter
+		}
 		w.Header().Set("Retry-After", formatRetryAfter(retryAfter))
 	}
-	if p.cfg.WriteRejection != nil {
-		p.cfg.WriteRejection(w, r, status, err)
+	if p.writeRejection != nil {
+		p.writeRejection(w, r, status, err)
 	} else {
 		http.Error(w, http.StatusText(status), status)
-	}
-	if p.cfg.OnReject != nil {
-		p.cfg.OnReject(r, status, err)
-	}
-	if p.cfg.Logger != nil {
-		p.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "httpx: rejected",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", status), slog.Any("err", err))
 	}
 }
 

@@ -2,9 +2,7 @@ package httpx_test
 
 import (
 	"context"
-	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/httpx"
@@ -22,16 +21,41 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// protected starts a test server whose handler h is wrapped by Protect(cfg).
-func protected(t *testing.T, cfg httpx.HandlerConfig, h http.HandlerFunc) *httptest.Server {
+// protect returns h guarded by a Protector built from cfg.
+func protect(t testing.TB, cfg httpx.ProtectorConfig, h http.Handler) http.Handler {
 	t.Helper()
-	protect, err := httpx.Protect(cfg)
+	p, err := httpx.NewProtector(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(protect(h))
+	return p.Handler(h)
+}
+
+// protected starts a test server whose handler h is guarded by a Protector
+// built from cfg.
+func protected(t *testing.T, cfg httpx.ProtectorConfig, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(protect(t, cfg, h))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+func newBackpressure(t testing.TB, capacity int64) *backpressure.Limiter {
+	t.Helper()
+	bp, err := backpressure.New(backpressure.Config{Capacity: capacity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bp
+}
+
+func newRateLimit(t testing.TB, cfg ratelimit.Config) *ratelimit.Limiter {
+	t.Helper()
+	rl, err := ratelimit.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rl
 }
 
 // reply is what a client saw.
@@ -59,9 +83,9 @@ func do(t *testing.T, srv *httptest.Server, header ...string) reply {
 func ok(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }
 
 func TestShed(t *testing.T) {
-	bp, _ := backpressure.New(1, backpressure.Config{})
+	bp := newBackpressure(t, 1)
 	entered, release := make(chan struct{}), make(chan struct{})
-	srv := protected(t, httpx.HandlerConfig{Backpressure: bp, RetryAfter: 1500 * time.Millisecond},
+	srv := protected(t, httpx.ProtectorConfig{Backpressure: bp, RetryAfter: 1500 * time.Millisecond},
 		func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/hold" {
 				entered <- struct{}{}
@@ -95,8 +119,8 @@ func TestShed(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	rl, _ := ratelimit.New(ratelimit.Config{Rate: rate.Every(3 * time.Second), Burst: 1})
-	srv := protected(t, httpx.HandlerConfig{RateLimit: rl}, ok)
+	rl := newRateLimit(t, ratelimit.Config{Rate: rate.Every(3 * time.Second), Burst: 1})
+	srv := protected(t, httpx.ProtectorConfig{RateLimit: rl}, ok)
 	got := []reply{do(t, srv), do(t, srv)}
 	// The second request is refused; the bucket refills in just under 3s.
 	want := []reply{{200, "", "ok"}, {429, "3", "Too Many Requests\n"}}
@@ -106,8 +130,8 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestClientRateLimit(t *testing.T) {
-	k, _ := ratelimit.NewKeyed(ratelimit.KeyedConfig[string]{Rate: rate.Every(time.Minute), Burst: 1})
-	srv := protected(t, httpx.HandlerConfig{
+	k := newRateLimit(t, ratelimit.Config{Rate: rate.Every(time.Minute), Burst: 1})
+	srv := protected(t, httpx.ProtectorConfig{
 		ClientRateLimit: k,
 		ClientKey:       func(r *http.Request) string { return r.Header.Get("X-Client") },
 	}, ok)
@@ -120,26 +144,42 @@ func TestClientRateLimit(t *testing.T) {
 	}
 }
 
-// Without ClientKey, the client is the host of the remote address: every
-// loopback request shares one bucket.
+// Without ClientKey, the client is the host of the remote address: two
+// connections from one host share a bucket, whatever headers they send;
+// another host has its own. A per-client limit does not touch the
+// Limiter's shared bucket, so the same Limiter can be RateLimit too.
 func TestClientRateLimitDefaultKey(t *testing.T) {
-	var keys []string
-	k, _ := ratelimit.NewKeyed(ratelimit.KeyedConfig[string]{Rate: rate.Every(time.Minute), Burst: 1,
-		OnLimited: func(key string, _ time.Duration) { keys = append(keys, key) }})
-	srv := protected(t, httpx.HandlerConfig{ClientRateLimit: k}, ok)
-	got := []int{do(t, srv).Status, do(t, srv, "X-Forwarded-For", "10.0.0.1").Status}
-	if diff := cmp.Diff([]int{200, 429}, got); diff != "" {
+	k := newRateLimit(t, ratelimit.Config{Rate: rate.Every(time.Minute), Burst: 1})
+	h := protect(t, httpx.ProtectorConfig{ClientRateLimit: k, RateLimit: k}, http.HandlerFunc(ok))
+	serve := func(remote string, header ...string) int {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = remote
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], header[i+1])
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	got := []int{
+		serve("192.0.2.1:1000"),
+		serve("192.0.2.1:2000", "X-Forwarded-For", "10.0.0.1"), // same host: refused
+		serve("192.0.2.2:1000"),                                // another host, but the shared bucket is spent
+	}
+	if diff := cmp.Diff([]int{200, 429, 429}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"127.0.0.1"}, keys); diff != "" {
-		t.Errorf("keys limited (-want +got):\n%s", diff)
+	h = protect(t, httpx.ProtectorConfig{ClientRateLimit: newRateLimit(t, ratelimit.Config{Rate: rate.Every(time.Minute), Burst: 1})}, http.HandlerFunc(ok))
+	got = []int{serve("192.0.2.1:1000"), serve("192.0.2.1:2000"), serve("192.0.2.2:1000"), serve("[2001:db8::1]:1"), serve("[2001:db8::1]:2")}
+	if diff := cmp.Diff([]int{200, 429, 200, 200, 429}, got); diff != "" {
+		t.Errorf("per client only (-want +got):\n%s", diff)
 	}
 }
 
 func TestBreakerOpensOn5xx(t *testing.T) {
-	b, _ := breaker.New(breaker.Config{Threshold: 2, OpenTimeout: 30 * time.Second})
+	b := newBreaker(t, breaker.Config{Threshold: 2, OpenTimeout: 30 * time.Second})
 	var served atomic.Int32
-	srv := protected(t, httpx.HandlerConfig{Breaker: b}, func(w http.ResponseWriter, r *http.Request) {
+	srv := protected(t, httpx.ProtectorConfig{Breaker: b}, func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
 		if r.URL.Query().Get("fail") != "" {
 			http.Error(w, "boom", http.StatusInternalServerError)
@@ -175,13 +215,9 @@ func TestBreakerOpensOn5xx(t *testing.T) {
 // counts down, half-open after OpenTimeout, closed by a good probe.
 func TestBreakerCycle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := breaker.New(breaker.Config{Threshold: 1, OpenTimeout: 10 * time.Second})
+		b := newBreaker(t, breaker.Config{Threshold: 1, OpenTimeout: 10 * time.Second})
 		status := http.StatusBadGateway
-		protect, err := httpx.Protect(httpx.HandlerConfig{Breaker: b})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := protect(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
+		h := protect(t, httpx.ProtectorConfig{Breaker: b}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
 		serve := func() reply {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil))
@@ -206,8 +242,8 @@ func TestBreakerCycle(t *testing.T) {
 }
 
 func TestFailureConfigurable(t *testing.T) {
-	b, _ := breaker.New(breaker.Config{Threshold: 1})
-	srv := protected(t, httpx.HandlerConfig{
+	b := newBreaker(t, breaker.Config{Threshold: 1})
+	srv := protected(t, httpx.ProtectorConfig{
 		Breaker: b,
 		Failure: func(status int) bool { return status == http.StatusTooManyRequests },
 	}, func(w http.ResponseWriter, r *http.Request) {
@@ -233,11 +269,11 @@ func TestFailureConfigurable(t *testing.T) {
 // http.Flusher, or flushes through http.ResponseController, reaches the
 // client before it returns.
 func TestFlushThroughWrapper(t *testing.T) {
-	b, _ := breaker.New(breaker.Config{})
+	b := newBreaker(t, breaker.Config{})
 	for _, how := range []string{"Flusher", "ResponseController"} {
 		t.Run(how, func(t *testing.T) {
 			release := make(chan struct{})
-			srv := protected(t, httpx.HandlerConfig{Breaker: b}, func(w http.ResponseWriter, r *http.Request) {
+			srv := protected(t, httpx.ProtectorConfig{Breaker: b}, func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, "first|")
 				if how == "Flusher" {
 					w.(http.Flusher).Flush()
@@ -267,8 +303,8 @@ func TestFlushThroughWrapper(t *testing.T) {
 // A handler may hijack the connection through the wrapper; that counts as
 // a success.
 func TestHijackThroughWrapper(t *testing.T) {
-	b, _ := breaker.New(breaker.Config{Threshold: 1})
-	srv := protected(t, httpx.HandlerConfig{Breaker: b}, func(w http.ResponseWriter, r *http.Request) {
+	b := newBreaker(t, breaker.Config{Threshold: 1})
+	srv := protected(t, httpx.ProtectorConfig{Breaker: b}, func(w http.ResponseWriter, r *http.Request) {
 		conn, rw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
 			t.Error(err)
@@ -285,83 +321,64 @@ func TestHijackThroughWrapper(t *testing.T) {
 	}
 }
 
-func TestWriteRejectionAndHooks(t *testing.T) {
-	rl, _ := ratelimit.New(ratelimit.Config{Rate: rate.Every(time.Minute), Burst: 1})
-	type event struct {
-		Status int
-		Err    bool
-	}
-	var mu sync.Mutex
-	var events []event
-	srv := protected(t, httpx.HandlerConfig{
+// WriteRejection writes the refusal, with Retry-After already set; the
+// limiter's own Observer sees the rejection, with the request's context.
+func TestWriteRejectionAndObserver(t *testing.T) {
+	type ctxKey struct{}
+	rec := &recorder{}
+	var paths []any
+	obs := middleware.Observers(rec, middleware.ObserverFunc(func(ctx context.Context, _ middleware.Event) {
+		paths = append(paths, ctx.Value(ctxKey{}))
+	}))
+	rl := newRateLimit(t, ratelimit.Config{Name: "api", Rate: rate.Every(time.Minute), Burst: 1, Observer: obs})
+	h := protect(t, httpx.ProtectorConfig{
 		RateLimit: rl,
 		WriteRejection: func(w http.ResponseWriter, r *http.Request, status int, err error) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
 			io.WriteString(w, `{"error":"`+err.Error()+`"}`)
 		},
-		OnReject: func(r *http.Request, status int, err error) {
-			mu.Lock()
-			events = append(events, event{status, errors.Is(err, ratelimit.ErrLimited)})
-			mu.Unlock()
-		},
-	}, ok)
+	}, http.HandlerFunc(ok))
+	// A handler outside puts the path in the context, as a request-ID or
+	// tracing middleware would.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, r.URL.Path)))
+	}))
+	t.Cleanup(srv.Close)
 	do(t, srv)
 	got := do(t, srv)
 	if got.Status != 429 || got.RetryAfter != "60" || !strings.HasPrefix(got.Body, `{"error":"ratelimit: `) {
 		t.Errorf("got %+v", got)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if diff := cmp.Diff([]event{{429, true}}, events); diff != "" {
-		t.Errorf("OnReject (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{"ratelimit rejected rate"}, rec.kinds()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]any{"/"}, paths); diff != "" {
+		t.Errorf("the events' contexts carried (-want +got):\n%s", diff)
 	}
 }
 
-func TestRejectionLogged(t *testing.T) {
-	var buf syncBuffer
-	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
-	b, _ := breaker.New(breaker.Config{Name: "api"})
-	b.ForceOpen()
-	srv := protected(t, httpx.HandlerConfig{Breaker: b, Logger: logger}, ok)
-	if got := do(t, srv); got.Status != 503 || got.RetryAfter != "1" { // forced open: no hint, RetryAfter
+// A refusal's Retry-After is its own RetryAfter, whichever concern refused,
+// or ProtectorConfig.RetryAfter when it has none: a forced-open breaker
+// gives no time.
+func TestRetryAfterOfRefusal(t *testing.T) {
+	b := newBreaker(t, breaker.Config{Name: "api"})
+	if err := b.ForceOpen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	h := protect(t, httpx.ProtectorConfig{Breaker: b, RetryAfter: 2500 * time.Millisecond}, http.HandlerFunc(ok))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if got := (reply{rec.Code, rec.Header().Get("Retry-After"), rec.Body.String()}); got != (reply{503, "3", "Service Unavailable\n"}) {
 		t.Errorf("got %+v", got)
 	}
-	want := `level=INFO msg="httpx: rejected" method=GET path=/ status=503 err="breaker: `
-	if got := buf.String(); !strings.HasPrefix(got, want) {
-		t.Errorf("log %q, want prefix %q", got, want)
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Rate-limited requests never reach the breaker as failures.
 func TestRateLimitDoesNotTripBreaker(t *testing.T) {
-	b, _ := breaker.New(breaker.Config{Threshold: 1})
-	rl, _ := ratelimit.New(ratelimit.Config{Rate: rate.Every(time.Hour), Burst: 1})
-	srv := protected(t, httpx.HandlerConfig{Breaker: b, RateLimit: rl}, ok)
+	b := newBreaker(t, breaker.Config{Threshold: 1})
+	rl := newRateLimit(t, ratelimit.Config{Rate: rate.Every(time.Hour), Burst: 1})
+	srv := protected(t, httpx.ProtectorConfig{Breaker: b, RateLimit: rl}, ok)
 	var got []int
 	for range 5 {
 		got = append(got, do(t, srv).Status)
@@ -377,10 +394,9 @@ func TestRateLimitDoesNotTripBreaker(t *testing.T) {
 // A client that leaves while a limiter keeps it waiting gets a 503 without
 // Retry-After (if it is still there to read it).
 func TestClientGone(t *testing.T) {
-	rl, _ := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 1, MaxWait: time.Minute})
-	protect, _ := httpx.Protect(httpx.HandlerConfig{RateLimit: rl})
+	rl := newRateLimit(t, ratelimit.Config{Rate: 1, Burst: 1, MaxWait: time.Minute})
 	var served atomic.Int32
-	h := protect(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served.Add(1) }))
+	h := protect(t, httpx.ProtectorConfig{RateLimit: rl}, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served.Add(1) }))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	rec := httptest.NewRecorder()
@@ -393,10 +409,10 @@ func TestClientGone(t *testing.T) {
 // A panicking handler counts as a failure, releases its slot, and the
 // panic goes on to net/http.
 func TestHandlerPanic(t *testing.T) {
-	b, _ := breaker.New(breaker.Config{Threshold: 1})
-	bp, _ := backpressure.New(1, backpressure.Config{})
-	protect, _ := httpx.Protect(httpx.HandlerConfig{Breaker: b, Backpressure: bp})
-	h := protect(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }))
+	b := newBreaker(t, breaker.Config{Threshold: 1})
+	bp := newBackpressure(t, 1)
+	h := protect(t, httpx.ProtectorConfig{Breaker: b, Backpressure: bp},
+		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }))
 	func() {
 		defer func() {
 			if v := recover(); v != http.ErrAbortHandler {
@@ -405,21 +421,21 @@ func TestHandlerPanic(t *testing.T) {
 		}()
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 	}()
-	if b.State() != breaker.Open || bp.Depth() != 0 {
-		t.Errorf("breaker %v, depth %d; want open, 0", b.State(), bp.Depth())
+	if b.State() != breaker.Open || bp.Stats().InFlight != 0 {
+		t.Errorf("breaker %v, depth %d; want open, 0", b.State(), bp.Stats().InFlight)
 	}
 }
 
 func TestProtectInvalid(t *testing.T) {
 	tests := []struct {
-		cfg  httpx.HandlerConfig
+		cfg  httpx.ProtectorConfig
 		want string
 	}{
-		{httpx.HandlerConfig{RetryAfter: -time.Second}, "httpx: RetryAfter must not be negative, got -1s"},
-		{httpx.HandlerConfig{ClientKey: func(*http.Request) string { return "" }}, "httpx: ClientKey is set but ClientRateLimit is nil"},
+		{httpx.ProtectorConfig{RetryAfter: -time.Second}, "httpx: RetryAfter must not be negative, got -1s"},
+		{httpx.ProtectorConfig{ClientKey: func(*http.Request) string { return "" }}, "httpx: ClientKey is set but ClientRateLimit is nil"},
 	}
 	for _, tt := range tests {
-		_, err := httpx.Protect(tt.cfg)
+		_, err := httpx.NewProtector(tt.cfg)
 		if err == nil || err.Error() != tt.want {
 			t.Errorf("err = %v, want %q", err, tt.want)
 		}
@@ -433,18 +449,38 @@ func (*okHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { ok(w, r) }
 // The zero config protects nothing and adds nothing: the handler itself
 // comes back.
 func TestProtectZeroConfig(t *testing.T) {
-	protect, err := httpx.Protect(httpx.HandlerConfig{})
+	h := &okHandler{}
+	if got := protect(t, httpx.ProtectorConfig{}, h); got != http.Handler(h) {
+		t.Errorf("Handler(h) with the zero config = %v, want h itself", got)
+	}
+}
+
+// A nil handler or a nil *Protector is a programmer error: Handler panics
+// (a nil handler used to be served as a 500 on every request).
+func TestProtectorProgrammerErrors(t *testing.T) {
+	p, err := httpx.NewProtector(httpx.ProtectorConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &okHandler{}
-	if got := protect(h); got != http.Handler(h) {
-		t.Errorf("Protect(zero)(h) = %v, want h itself", got)
+	var nilP *httpx.Protector
+	tests := []struct {
+		name string
+		f    func()
+		want string
+	}{
+		{"nil handler", func() { p.Handler(nil) }, "httpx: nil handler"},
+		{"nil *Protector", func() { nilP.Handler(&okHandler{}) }, "httpx: nil *Protector (was NewProtector's error ignored?)"},
 	}
-	rec := httptest.NewRecorder()
-	protect(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-	if rec.Code != 500 {
-		t.Errorf("nil handler: got %d, want 500", rec.Code)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if got := recover(); got != tt.want {
+					t.Errorf("recovered %v, want %q", got, tt.want)
+				}
+			}()
+			tt.f()
+			t.Error("no panic")
+		})
 	}
 }
 
@@ -453,11 +489,10 @@ func TestProtectZeroConfig(t *testing.T) {
 // back.
 func TestShedConcurrent(t *testing.T) {
 	const capacity, requests = 8, 4000
-	bp, _ := backpressure.New(capacity, backpressure.Config{})
-	b, _ := breaker.New(breaker.Config{})
+	bp := newBackpressure(t, capacity)
+	b := newBreaker(t, breaker.Config{})
 	var inFlight, peak atomic.Int64
-	protect, _ := httpx.Protect(httpx.HandlerConfig{Backpressure: bp, Breaker: b})
-	h := protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := protect(t, httpx.ProtectorConfig{Backpressure: bp, Breaker: b}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := inFlight.Add(1)
 		for {
 			p := peak.Load()
@@ -484,8 +519,8 @@ func TestShedConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if peak.Load() > capacity || served.Load()+shed.Load() != requests || other.Load() != 0 || bp.Depth() != 0 {
-		t.Errorf("peak %d, served %d, shed %d, other %d, depth %d", peak.Load(), served.Load(), shed.Load(), other.Load(), bp.Depth())
+	if peak.Load() > capacity || served.Load()+shed.Load() != requests || other.Load() != 0 || bp.Stats().InFlight != 0 {
+		t.Errorf("peak %d, served %d, shed %d, other %d, depth %d", peak.Load(), served.Load(), shed.Load(), other.Load(), bp.Stats().InFlight)
 	}
 	if b.State() != breaker.Closed {
 		t.Errorf("breaker %v: sheds must not count as failures", b.State())
@@ -509,9 +544,8 @@ func TestStatusCapture(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, _ := breaker.New(breaker.Config{Threshold: 1})
-			protect, _ := httpx.Protect(httpx.HandlerConfig{Breaker: b})
-			protect(tt.h).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+			b := newBreaker(t, breaker.Config{Threshold: 1})
+			protect(t, httpx.ProtectorConfig{Breaker: b}, tt.h).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 			if got := b.State() == breaker.Open; got != tt.failure {
 				t.Errorf("counted as failure: %v, want %v", got, tt.failure)
 			}

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/httpx"
+	"github.com/brace-go/brace/middleware/retry"
 	"go.uber.org/goleak"
 )
 
@@ -50,6 +53,69 @@ func statuses(codes ...int) func(int, http.ResponseWriter, *http.Request) {
 
 // noDelay makes retries immediate.
 func noDelay(int, error) time.Duration { return 0 }
+
+// newRetrier builds a Retrier for cfg, with immediate retries unless cfg
+// sets a schedule.
+func newRetrier(t testing.TB, cfg retry.Config) *retry.Retrier {
+	t.Helper()
+	if cfg.DelayFunc == nil && cfg.BaseDelay == 0 {
+		cfg.DelayFunc = noDelay
+	}
+	r, err := retry.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// newTransport builds a Transport over base; a nil cfg.Retry means a
+// Retrier with retry's defaults but immediate retries.
+func newTransport(t testing.TB, base http.RoundTripper, cfg httpx.TransportConfig) *httpx.Transport {
+	t.Helper()
+	cfg.Base = base
+	if cfg.Retry == nil {
+		cfg.Retry = newRetrier(t, retry.Config{})
+	}
+	tr, err := httpx.NewTransport(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// recorder is an Observer that keeps the events it is given.
+type recorder struct {
+	mu     sync.Mutex
+	events []middleware.Event
+}
+
+func (r *recorder) Observe(_ context.Context, e middleware.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+// kinds returns the events' kinds, concerns and reasons, in order, as
+// "concern kind reason" strings.
+func (r *recorder) kinds() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		s := e.Concern + " " + e.Kind.String()
+		if e.Reason != "" {
+			s += " " + e.Reason
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (r *recorder) all() []middleware.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]middleware.Event(nil), r.events...)
+}
 
 // get sends a GET through rt and returns the status and body.
 func get(t *testing.T, rt http.RoundTripper, url string) (int, string, error) {

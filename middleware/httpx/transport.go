@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/brace-go/brace/internal/xerrors"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/retry"
 )
@@ -21,22 +19,31 @@ import (
 // like.
 type Middleware = middleware.Middleware[*http.Request, *http.Response]
 
-// drainLimit bounds how much of a discarded response body is read so that
-// its connection can be reused; a longer body's connection is closed.
-const drainLimit = 4 << 10
+// defaultDrainTimeout is the default of TransportConfig.DrainTimeout.
+const defaultDrainTimeout = time.Second
 
-// TransportConfig configures a [Transport]. The zero value retries
-// idempotent requests up to 3 attempts on transport errors and on 429, 502,
-// 503 and 504 responses, with retry's default schedule, honouring
-// Retry-After.
+// TransportConfig configures a [Transport]. The zero value sends requests
+// through http.DefaultTransport and retries idempotent requests up to 3
+// attempts on transport errors and on 429, 502, 503 and 504 responses,
+// with retry's default schedule, honouring Retry-After.
 type TransportConfig struct {
-	// Retry configures the retry loop around the attempts; its zero value
-	// means retry's defaults (3 attempts, jittered exponential delays from
-	// 100 ms, MaxDelay 60 s). MaxAttempts 1 disables retrying. A
-	// Retry-After longer than MaxDelay is not waited for: that response
-	// is returned at once. OnRetry, if set, is called after the Transport
-	// has released the response being retried.
-	Retry retry.Config
+	// Base sends each attempt. Nil means http.DefaultTransport.
+	Base http.RoundTripper
+
+	// Retry is the retry loop around the attempts. Nil means a Retrier
+	// that NewTransport builds with retry's defaults (3 attempts,
+	// jittered exponential delays from 100 ms, MaxDelay 60 s) and this
+	// Config's Name and Observer. A Retrier built with MaxAttempts 1
+	// disables retrying. A Retrier may be shared by several Transports
+	// (and other stages): its Stats and Budget are then shared too.
+	//
+	// A retryable response reaches the Retrier as a *StatusError whose
+	// Retryable method reports true and whose RetryAfter method is the
+	// response's Retry-After: retry.DefaultRetryable retries it and the
+	// Retrier never retries before the hint (see the package doc). A
+	// Retrier with its own Config.Retryable must keep that (call
+	// retry.DefaultRetryable).
+	Retry *retry.Retrier
 
 	// Attempt holds middlewares run around every attempt, inside the
 	// retry loop, the first outermost: in the recommended order, a
@@ -46,7 +53,8 @@ type TransportConfig struct {
 	// it; a middleware that needs another request passes a clone on. A
 	// middleware that derives a context must derive it from the one it
 	// was given, and may cancel it when it returns: the response body
-	// stays readable (see the package doc). Nil entries are skipped.
+	// stays readable (see the package doc). A nil entry is a programmer
+	// error: NewTransport panics.
 	Attempt []Middleware
 
 	// Idempotent reports whether a request may be sent more than once.
@@ -60,18 +68,25 @@ type TransportConfig struct {
 	// middlewares; only these are retried.
 	RetryStatus func(code int) bool
 
-	// OnAttempt, if set, is called after every attempt that reached the
-	// base transport, with the caller's request, the attempt number
-	// (from 1) and what the base transport returned. It must not read or
-	// close resp.Body. It runs on the goroutine of the attempt, outside
-	// any lock.
-	OnAttempt func(r *http.Request, attempt int, resp *http.Response, err error)
+	// DrainTimeout bounds the time spent reading the body of a response
+	// that may be retried, or that the caller will not get, so that its
+	// connection can be reused (at most 4 KiB are read). A
+	// body that has not ended by then is closed: a server that stalls a
+	// 503's body cannot hold the call. Zero means 1 s;
+	// negative is an error.
+	DrainTimeout time.Duration
 
-	// Logger, if set, receives a debug record per attempt ("httpx:
-	// attempt": "method", "url" without query, "attempt", and "status" or
-	// "err"), and is used as Retry.Logger when that is nil. Nil means
-	// silent.
-	Logger *slog.Logger
+	// Name is the Transport's name in its events, and the Name of the
+	// Retrier it builds when Retry is nil.
+	Name string
+
+	// Observer, if set, receives a middleware.TimedOut event (Concern
+	// "httpx") for every body the Transport closed because it was still
+	// arriving after DrainTimeout, and, when Retry is nil, the events of
+	// the Retrier the Transport builds (Concern "retry": Retry before
+	// each retry's delay, GaveUp when retrying stops on a failure). With
+	// a Retrier of your own, give it its own Observer.
+	Observer middleware.Observer
 }
 
 // DefaultIdempotent is the default of TransportConfig.Idempotent. It
@@ -105,30 +120,41 @@ func DefaultRetryStatus(code int) bool {
 // each attempt. Build it with [NewTransport]; it is safe for concurrent
 // use and never modifies the caller's request.
 type Transport struct {
-	base        http.RoundTripper
-	retrying    middleware.Stage[*http.Request, *http.Response] // retry, then Attempt
-	once        middleware.Stage[*http.Request, *http.Response] // Attempt only
-	idempotent  func(*http.Request) bool
-	retryStatus func(int) bool
-	maxHint     time.Duration // a longer Retry-After is not retried
-	onAttempt   func(*http.Request, int, *http.Response, error)
-	logger      *slog.Logger
+	base         http.RoundTripper
+	retrying     middleware.Stage[*http.Request, *http.Response] // retry, then Attempt
+	once         middleware.Stage[*http.Request, *http.Response] // Attempt only
+	idempotent   func(*http.Request) bool
+	retryStatus  func(int) bool
+	drainTimeout time.Duration
+	name         string
+	obs          middleware.Observer
+
+	timedOut atomic.Uint64 // drains cut off by drainTimeout
 }
 
-// NewTransport returns a Transport that sends requests through base (nil
-// means http.DefaultTransport) as cfg says, or an error naming the invalid
-// field.
-func NewTransport(base http.RoundTripper, cfg TransportConfig) (*Transport, error) {
-	if base == nil {
-		base = http.DefaultTransport
+// NewTransport returns a Transport configured by cfg, or an error naming
+// the invalid field. A nil entry in cfg.Attempt is a programmer error (most
+// often a constructor's ignored error): NewTransport panics.
+func NewTransport(cfg TransportConfig) (*Transport, error) {
+	for i, m := range cfg.Attempt {
+		if m == nil {
+			panic(fmt.Sprintf("httpx: nil middleware in TransportConfig.Attempt (entry %d of %d; was a constructor's error ignored?)",
+				i+1, len(cfg.Attempt)))
+		}
+	}
+	if cfg.DrainTimeout < 0 {
+		return nil, fmt.Errorf("httpx: DrainTimeout must not be negative, got %v", cfg.DrainTimeout)
 	}
 	t := &Transport{
-		base:        base,
-		idempotent:  cfg.Idempotent,
-		retryStatus: cfg.RetryStatus,
-		maxHint:     cfg.Retry.MaxDelay,
-		onAttempt:   cfg.OnAttempt,
-		logger:      cfg.Logger,
+		base:         cfg.Base,
+		idempotent:   cfg.Idempotent,
+		retryStatus:  cfg.RetryStatus,
+		drainTimeout: cfg.DrainTimeout,
+		name:         cfg.Name,
+		obs:          cfg.Observer,
+	}
+	if t.base == nil {
+		t.base = http.DefaultTransport
 	}
 	if t.idempotent == nil {
 		t.idempotent = DefaultIdempotent
@@ -136,31 +162,19 @@ func NewTransport(base http.RoundTripper, cfg TransportConfig) (*Transport, erro
 	if t.retryStatus == nil {
 		t.retryStatus = DefaultRetryStatus
 	}
-	if t.maxHint == 0 {
-		t.maxHint = retry.DefaultMaxDelay
+	if t.drainTimeout == 0 {
+		t.drainTimeout = defaultDrainTimeout
 	}
-
-	rc := cfg.Retry
-	if rc.Logger == nil {
-		rc.Logger = cfg.Logger
-	}
-	onRetry := rc.OnRetry
-	rc.OnRetry = func(attempt int, err error, delay time.Duration) {
-		// Release the response being retried before the delay, so its
-		// connection goes back to the pool instead of idling through it.
-		if se, ok := errors.AsType[*StatusError](err); ok && se.res != nil {
-			se.res.discard()
+	r := cfg.Retry
+	if r == nil {
+		var err error
+		if r, err = retry.New(retry.Config{Name: cfg.Name, Observer: cfg.Observer}); err != nil {
+			return nil, err // the zero Config is valid: not reached
 		}
-		if onRetry != nil {
-			onRetry(attempt, err, delay)
-		}
-	}
-	re, err := retry.New[*http.Request, *http.Response](rc)
-	if err != nil {
-		return nil, err
 	}
 	t.once = middleware.Apply(t.attempt, cfg.Attempt...)
-	t.retrying = middleware.Apply(t.attempt, append([]Middleware{re}, cfg.Attempt...)...)
+	t.retrying = middleware.Apply(t.attempt,
+		append([]Middleware{retry.Middleware[*http.Request, *http.Response](r)}, cfg.Attempt...)...)
 	return t, nil
 }
 
@@ -169,7 +183,15 @@ func NewTransport(base http.RoundTripper, cfg TransportConfig) (*Transport, erro
 // response. See the package doc for what is retried and when the last
 // response of a failed retry loop is returned.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c := &call{repeatable: t.idempotent(req) && rewindable(req)}
+	if err := req.Context().Err(); err != nil {
+		// A caller who has left gets its context's error; nothing is
+		// sent and nothing is taken from the middlewares.
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	c := &call{t: t, repeatable: t.idempotent(req) && rewindable(req)}
 	c.ctx = context.WithValue(req.Context(), callKey{}, c)
 	st := t.once
 	if c.repeatable {
@@ -187,6 +209,21 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
+// TransportStats is a snapshot of a [Transport]'s counts, from
+// [Transport.Stats]. Retries are counted by the Retrier (retry.Stats),
+// rejections and timeouts of attempts by the Attempt middlewares.
+type TransportStats struct {
+	// TimedOut counts the response bodies the Transport closed because
+	// they were still arriving DrainTimeout after it began to drain them
+	// (TimedOut events).
+	TimedOut uint64
+}
+
+// Stats returns the Transport's counts. It has no side effects.
+func (t *Transport) Stats() TransportStats {
+	return TransportStats{TimedOut: t.timedOut.Load()}
+}
+
 // rewindable reports whether req's body can be sent again.
 func rewindable(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
@@ -201,7 +238,7 @@ func (t *Transport) attempt(ctx context.Context, in *http.Request) (*http.Respon
 	if c == nil {
 		// A middleware ran us on a context not derived from ours: send
 		// once, untracked, as a plain transport would.
-		c = &call{ctx: ctx}
+		c = &call{t: t, ctx: ctx}
 	}
 	n := int(c.sent.Add(1))
 	r := in
@@ -260,43 +297,28 @@ func (t *Transport) attempt(ctx context.Context, in *http.Request) (*http.Respon
 			stop()
 			cancel(nil)
 		}
-		t.observe(ctx, in, n, nil, err)
 		return nil, err
 	}
 	if cancel != nil {
 		resp.Body = detach(resp.Body, cancel)
 	}
 	res := c.track(resp)
-	t.observe(ctx, in, n, resp, nil)
 
 	code := resp.StatusCode
 	retryable := t.retryStatus(code)
 	if code < 500 && !retryable {
 		return resp, nil
 	}
-	se := &StatusError{StatusCode: code, res: res}
+	se := &StatusError{StatusCode: code, retryable: retryable, res: res}
 	se.Delay, _ = ParseRetryAfter(resp.Header, time.Now())
-	se.retryable = retryable && se.Delay <= t.maxHint
+	if retryable && c.repeatable {
+		// The Retrier may retry this response, and retry has no hook to
+		// say when: release its connection now, before any delay, and
+		// keep what was read so that the caller can still have it if
+		// this turns out to be the last attempt.
+		res.drain(ctx)
+	}
 	return nil, se
-}
-
-func (t *Transport) observe(ctx context.Context, r *http.Request, attempt int, resp *http.Response, err error) {
-	if t.onAttempt != nil {
-		t.onAttempt(r, attempt, resp, err)
-	}
-	if t.logger == nil || !t.logger.Enabled(ctx, slog.LevelDebug) {
-		return
-	}
-	u := url.URL{Scheme: r.URL.Scheme, Host: r.URL.Host, Path: r.URL.Path}
-	attrs := []slog.Attr{
-		slog.String("method", r.Method), slog.String("url", u.String()), slog.Int("attempt", attempt),
-	}
-	if err != nil {
-		attrs = append(attrs, slog.Any("err", err))
-	} else {
-		attrs = append(attrs, slog.Int("status", resp.StatusCode))
-	}
-	t.logger.LogAttrs(ctx, slog.LevelDebug, "httpx: attempt", attrs...)
 }
 
 type callKey struct{}
@@ -304,6 +326,7 @@ type callKey struct{}
 // call is the state of one RoundTrip, shared by its attempts through the
 // context (attempts may run concurrently, under a hedge).
 type call struct {
+	t          *Transport
 	ctx        context.Context // the context the chain was called with
 	repeatable bool            // idempotent and rewindable
 	sent       atomic.Int32    // attempts that reached the attempt stage
@@ -312,27 +335,12 @@ type call struct {
 	results *result // every response received, newest first
 }
 
-// result is a response an attempt received. Unless it is the one RoundTrip
-// returns, it is discarded: drained (bounded) and closed, exactly once.
-type result struct {
-	resp      *http.Response
-	discarded atomic.Bool
-	next      *result
-}
-
 func (c *call) track(resp *http.Response) *result {
-	res := &result{resp: resp}
+	res := &result{t: c.t, resp: resp}
 	c.mu.Lock()
 	res.next, c.results = c.results, res
 	c.mu.Unlock()
 	return res
-}
-
-func (r *result) discard() {
-	if r.discarded.CompareAndSwap(false, true) {
-		io.CopyN(io.Discard, r.resp.Body, drainLimit)
-		r.resp.Body.Close()
-	}
 }
 
 // finish turns the chain's outcome into RoundTrip's and releases
@@ -353,7 +361,7 @@ func (c *call) finish(req *http.Request, resp *http.Response, err error) (*http.
 	c.mu.Unlock()
 	for r := results; r != nil; r = r.next {
 		if r.resp != resp {
-			r.discard()
+			r.discard(c.ctx)
 		}
 	}
 	if c.sent.Load() == 0 && req.Body != nil {
@@ -367,13 +375,13 @@ func (c *call) finish(req *http.Request, resp *http.Response, err error) (*http.
 // unless the caller's context ended during the retry loop.
 func final(err error) *result {
 	last := err
-	if ee, ok := errors.AsType[*retry.ExhaustedError](err); ok {
-		if ee.Reason == retry.ReasonContext {
+	if ee, ok := xerrors.Find[*retry.ExhaustedError](err); ok {
+		if ee.Reason == retry.ReasonCanceled {
 			return nil
 		}
 		last = ee.Err
 	}
-	se, ok := errors.AsType[*StatusError](last)
+	se, ok := xerrors.Find[*StatusError](last)
 	if !ok || se.res == nil || se.res.discarded.Load() {
 		return nil
 	}

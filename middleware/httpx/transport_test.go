@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
+
 	"net"
 	"net/http"
 	"strconv"
@@ -13,10 +13,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/budget"
 	"github.com/brace-go/brace/middleware/hedge"
 	"github.com/brace-go/brace/middleware/httpx"
 	"github.com/brace-go/brace/middleware/retry"
@@ -24,18 +26,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
-
-func newTransport(t *testing.T, base http.RoundTripper, cfg httpx.TransportConfig) *httpx.Transport {
-	t.Helper()
-	if cfg.Retry.DelayFunc == nil && cfg.Retry.BaseDelay == 0 {
-		cfg.Retry.DelayFunc = noDelay
-	}
-	tr, err := httpx.NewTransport(base, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tr
-}
 
 func TestStatusesRetried(t *testing.T) {
 	tests := []struct {
@@ -61,7 +51,7 @@ func TestStatusesRetried(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, count := server(t, statuses(tt.codes...))
-			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: retry.Config{MaxAttempts: tt.maxAttempts}})
+			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: newRetrier(t, retry.Config{MaxAttempts: tt.maxAttempts})})
 			code, body, err := get(t, tr, srv.URL)
 			if err != nil {
 				t.Fatal(err)
@@ -286,8 +276,9 @@ func mustGet(t *testing.T, url string) *http.Request {
 	return req
 }
 
-// Retry-After is the floor of the next delay, in both forms. OnRetry sees
-// the delay and cancels the call, so the test does not sleep it.
+// Retry-After is the floor of the next delay, in both forms. The
+// Retrier's Observer sees the delay in its Retry event and cancels the
+// call, so the test does not wait for it.
 func TestRetryAfterHonoured(t *testing.T) {
 	date := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := []struct {
@@ -313,14 +304,17 @@ func TestRetryAfterHonoured(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			var delays []time.Duration
-			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: retry.Config{
+			obs := middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+				if e.Kind == middleware.Retry {
+					delays = append(delays, e.Delay)
+					cancel()
+				}
+			})
+			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: newRetrier(t, retry.Config{
 				// The schedule's own delay is 1ms; the hint raises it.
 				DelayFunc: func(int, error) time.Duration { return time.Millisecond },
-				OnRetry: func(_ int, _ error, d time.Duration) {
-					delays = append(delays, d)
-					cancel()
-				},
-			}})
+				Observer:  obs,
+			})})
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 			_, err := tr.RoundTrip(req)
 			// The caller's context ended during the delay: an error, with
@@ -328,7 +322,8 @@ func TestRetryAfterHonoured(t *testing.T) {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("err = %v, want context.Canceled", err)
 			}
-			if se, ok := errors.AsType[*httpx.StatusError](err); !ok || se.StatusCode != 503 || se.Delay != tt.want {
+			var se *httpx.StatusError
+			if !errors.As(err, &se) || se.StatusCode != 503 || se.Delay != tt.want {
 				t.Errorf("err = %v, want a *StatusError with 503 and Delay %v", err, tt.want)
 			}
 			if diff := cmp.Diff([]time.Duration{max(tt.want, time.Millisecond)}, delays); diff != "" {
@@ -341,42 +336,87 @@ func TestRetryAfterHonoured(t *testing.T) {
 	}
 }
 
-// A Retry-After beyond what the policy would wait, or beyond the caller's
-// deadline, is not cut short: the response comes back at once.
-func TestRetryAfterTooLong(t *testing.T) {
+// hintBase answers the first request with a 429 asking for retryAfter, and
+// every later one with 200 "ok". It runs no network, so that it works in a
+// synctest bubble.
+func hintBase(retryAfter string, calls *atomic.Int32) roundTripFunc {
+	return func(r *http.Request) (*http.Response, error) {
+		if calls.Add(1) == 1 {
+			return &http.Response{StatusCode: http.StatusTooManyRequests, Request: r,
+				Header: http.Header{"Retry-After": {retryAfter}},
+				Body:   io.NopCloser(strings.NewReader("slow down"))}, nil
+		}
+		return &http.Response{StatusCode: http.StatusOK, Request: r, Header: http.Header{},
+			Body: io.NopCloser(strings.NewReader("ok"))}, nil
+	}
+}
+
+// A Retry-After longer than the Retrier's MaxDelay is waited for, not cut
+// short (the retry would only be refused again) and not refused (issue 14
+// item 8: the Transport used to return the response at once).
+func TestRetryAfterLongerThanMaxDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		rec := &recorder{}
+		tr := newTransport(t, hintBase("30", &calls), httpx.TransportConfig{Retry: newRetrier(t, retry.Config{
+			MaxDelay: 5 * time.Second, Observer: rec,
+		})})
+		start := time.Now()
+		code, body, err := send(tr, mustGet(t, "http://example.invalid/"))
+		if err != nil || code != 200 || body != "ok" {
+			t.Fatalf("got %d %q, %v; want 200 ok", code, body, err)
+		}
+		if took := time.Since(start); took != 30*time.Second || calls.Load() != 2 {
+			t.Errorf("took %v over %d attempts; want 30s over 2", took, calls.Load())
+		}
+		if evs := rec.all(); len(evs) != 1 || evs[0].Kind != middleware.Retry || evs[0].Delay != 30*time.Second {
+			t.Errorf("events %+v, want one Retry with Delay 30s", evs)
+		}
+	})
+}
+
+// A Retry-After that does not fit in what is left — the caller's deadline,
+// the Retrier's MaxElapsed — ends the loop at once with that response
+// (retry.ReasonHint): the Transport neither retries early nor sleeps into
+// the deadline. A huge value saturates and does the same.
+func TestRetryAfterBeyondLimits(t *testing.T) {
 	tests := []struct {
-		name     string
-		cfg      retry.Config
-		deadline time.Duration
+		name       string
+		retryAfter string
+		cfg        retry.Config
+		deadline   time.Duration
 	}{
-		{"longer than MaxDelay", retry.Config{MaxDelay: 5 * time.Second}, 0},
-		{"longer than the default MaxDelay", retry.Config{}, 0},
-		{"past the caller's deadline", retry.Config{}, 10 * time.Second},
+		{"past the caller's deadline", "30", retry.Config{}, 10 * time.Second},
+		{"past MaxElapsed", "30", retry.Config{MaxElapsed: 5 * time.Second}, 0},
+		{"huge, past the deadline", "99999999999999999999", retry.Config{}, time.Hour},
+		{"huge, past MaxElapsed", "99999999999999999999", retry.Config{MaxElapsed: time.Hour}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			retryAfter := "30"
-			if tt.name == "longer than the default MaxDelay" {
-				retryAfter = "61"
-			}
-			srv, count := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Retry-After", retryAfter)
-				w.WriteHeader(http.StatusTooManyRequests)
-				io.WriteString(w, "slow down")
+			synctest.Test(t, func(t *testing.T) {
+				var calls atomic.Int32
+				rec := &recorder{}
+				tt.cfg.Observer = rec
+				tr := newTransport(t, hintBase(tt.retryAfter, &calls), httpx.TransportConfig{Retry: newRetrier(t, tt.cfg)})
+				ctx := t.Context()
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+					defer cancel()
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.invalid/", nil)
+				start := time.Now()
+				code, body, err := send(tr, req)
+				if err != nil || code != 429 || body != "slow down" || calls.Load() != 1 {
+					t.Errorf("got %d %q, %v after %d attempts; want 429 \"slow down\" after 1", code, body, err, calls.Load())
+				}
+				if took := time.Since(start); took != 0 {
+					t.Errorf("took %v, want no wait", took)
+				}
+				if diff := cmp.Diff([]string{"retry gave-up hint"}, rec.kinds()); diff != "" {
+					t.Errorf("events (-want +got):\n%s", diff)
+				}
 			})
-			tt.cfg.DelayFunc = noDelay
-			tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: tt.cfg})
-			ctx := t.Context()
-			if tt.deadline > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
-				defer cancel()
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-			code, body, err := send(tr, req)
-			if err != nil || code != 429 || body != "slow down" || count.Load() != 1 {
-				t.Errorf("got %d %q, %v after %d attempts; want 429 \"slow down\" after 1", code, body, err, count.Load())
-			}
 		})
 	}
 }
@@ -384,12 +424,11 @@ func TestRetryAfterTooLong(t *testing.T) {
 // The caller gets a readable body even when a middleware cancels the
 // attempt's context as soon as the attempt returns (failsafe-go #123). The
 // server sends the headers, then waits until the caller has the response
-// before sending the rest of the body.
+// before sending the rest of the body. The 503's head is longer than the
+// 4 KiB the Transport drains from a retryable response, so its tail is
+// still on the wire when the attempt ends.
 func TestBodyReadableAfterAttemptContextEnds(t *testing.T) {
-	to, err := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	to := timeout.Middleware[*http.Request, *http.Response](newTimeout(t, time.Minute))
 	h, err := hedge.New(hedge.Config{Percentile: hedge.Fixed, Delay: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -407,10 +446,14 @@ func TestBodyReadableAfterAttemptContextEnds(t *testing.T) {
 	for _, tt := range tests {
 		for _, code := range []int{200, 503} { // 503: the last response of a failed retry loop
 			t.Run(tt.name+"/"+http.StatusText(code), func(t *testing.T) {
+				head := "head-"
+				if code == 503 {
+					head = strings.Repeat("h", 5000) + "-"
+				}
 				release := make(chan struct{})
-				srv, _ := server(t, slowBody(code, release))
+				srv, _ := server(t, slowBody(code, head, release))
 				tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
-					Retry:   retry.Config{MaxAttempts: 1},
+					Retry:   newRetrier(t, retry.Config{MaxAttempts: 1}),
 					Attempt: []httpx.Middleware{tt.mw},
 				})
 				resp, err := tr.RoundTrip(mustGet(t, srv.URL))
@@ -420,8 +463,9 @@ func TestBodyReadableAfterAttemptContextEnds(t *testing.T) {
 				}
 				defer resp.Body.Close()
 				b, err := io.ReadAll(resp.Body)
-				if err != nil || string(b) != "head-tail" {
-					t.Errorf("status %d, body %q, %v; want \"head-tail\", nil", resp.StatusCode, b, err)
+				if err != nil || string(b) != head+"tail" {
+					t.Errorf("status %d, body %d bytes ending %q, %v; want %d bytes ending \"-tail\", nil",
+						resp.StatusCode, len(b), b[max(len(b)-5, 0):], err, len(head)+4)
 				}
 			})
 		}
@@ -433,7 +477,7 @@ func TestBodyReadableAfterAttemptContextEnds(t *testing.T) {
 	t.Run("control: plain stage", func(t *testing.T) {
 		release := make(chan struct{})
 		defer close(release)
-		srv, _ := server(t, slowBody(200, release))
+		srv, _ := server(t, slowBody(200, "head-", release))
 		plain := middleware.Apply(func(ctx context.Context, r *http.Request) (*http.Response, error) {
 			return srv.Client().Transport.RoundTrip(r.WithContext(ctx))
 		}, to)
@@ -448,12 +492,12 @@ func TestBodyReadableAfterAttemptContextEnds(t *testing.T) {
 	})
 }
 
-// slowBody writes the headers and "head", flushes, and writes "tail" only
+// slowBody writes the headers and head, flushes, and writes "tail" only
 // once release is closed (or the client has gone).
-func slowBody(code int, release <-chan struct{}) func(int, http.ResponseWriter, *http.Request) {
+func slowBody(code int, head string, release <-chan struct{}) func(int, http.ResponseWriter, *http.Request) {
 	return func(_ int, w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
-		io.WriteString(w, "head-")
+		io.WriteString(w, head)
 		http.NewResponseController(w).Flush()
 		select {
 		case <-release:
@@ -468,8 +512,8 @@ func slowBody(code int, release <-chan struct{}) func(int, http.ResponseWriter, 
 func TestCallerCancelAbortsBody(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
-	srv, _ := server(t, slowBody(200, release))
-	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+	srv, _ := server(t, slowBody(200, "head-", release))
+	to := timeout.Middleware[*http.Request, *http.Response](newTimeout(t, time.Minute))
 	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
 	ctx, cancel := context.WithCancel(t.Context())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
@@ -498,22 +542,16 @@ func TestAttemptTimeoutRetried(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: 50 * time.Millisecond})
-	var timeouts atomic.Int32
+	to := newTimeout(t, 50*time.Millisecond)
 	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
-		Attempt: []httpx.Middleware{to},
-		OnAttempt: func(_ *http.Request, _ int, _ *http.Response, err error) {
-			if errors.Is(err, timeout.ErrTimeout) {
-				timeouts.Add(1)
-			}
-		},
+		Attempt: []httpx.Middleware{timeout.Middleware[*http.Request, *http.Response](to)},
 	})
 	code, body, err := get(t, tr, srv.URL)
 	if err != nil || code != 200 || body != "ok" {
 		t.Fatalf("got %d %q, %v; want 200 ok", code, body, err)
 	}
-	if count.Load() != 2 || timeouts.Load() != 1 {
-		t.Errorf("%d attempts, %d timed out; want 2, 1", count.Load(), timeouts.Load())
+	if count.Load() != 2 || to.Stats().TimedOut != 1 {
+		t.Errorf("%d attempts, %d timed out; want 2, 1", count.Load(), to.Stats().TimedOut)
 	}
 }
 
@@ -535,7 +573,7 @@ func TestRequestNotModified(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		statuses(503, 503, 200)(n, w, r)
 	})
-	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+	to := timeout.Middleware[*http.Request, *http.Response](newTimeout(t, time.Minute))
 	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, srv.URL+"/a?b=c", strings.NewReader("body"))
 	req.Header.Set("X-Test", "1")
@@ -553,8 +591,10 @@ func TestRequestNotModified(t *testing.T) {
 // RoundTrip closes the request body also when no attempt was sent.
 func TestRequestBodyClosedWhenNothingSent(t *testing.T) {
 	srv, count := server(t, statuses(200))
-	b, _ := breaker.New(breaker.Config{})
-	b.ForceOpen()
+	b := newBreaker(t, breaker.Config{})
+	if err := b.ForceOpen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
 		Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](b)},
 	})
@@ -574,7 +614,7 @@ func TestRequestBodyClosedWhenNothingSent(t *testing.T) {
 func TestBreakerCountsFailedAttempts(t *testing.T) {
 	t.Run("retried 503s", func(t *testing.T) {
 		srv, count := server(t, statuses(503))
-		b, _ := breaker.New(breaker.Config{Threshold: 3})
+		b := newBreaker(t, breaker.Config{Threshold: 3})
 		tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
 			Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](b)},
 		})
@@ -592,7 +632,7 @@ func TestBreakerCountsFailedAttempts(t *testing.T) {
 	})
 	t.Run("500s not retried", func(t *testing.T) {
 		srv, count := server(t, statuses(500))
-		b, _ := breaker.New(breaker.Config{Threshold: 2})
+		b := newBreaker(t, breaker.Config{Threshold: 2})
 		tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
 			Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](b)},
 		})
@@ -642,10 +682,14 @@ func TestCallerCancelDuringDelay(t *testing.T) {
 	srv, _ := server(t, statuses(503))
 	base := &countingBase{base: srv.Client().Transport}
 	ctx, cancel := context.WithCancel(t.Context())
-	tr := newTransport(t, base, httpx.TransportConfig{Retry: retry.Config{
+	tr := newTransport(t, base, httpx.TransportConfig{Retry: newRetrier(t, retry.Config{
 		BaseDelay: time.Hour, MaxDelay: time.Hour, Jitter: retry.NoJitter,
-		OnRetry: func(int, error, time.Duration) { cancel() },
-	}})
+		Observer: middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+			if e.Kind == middleware.Retry {
+				cancel()
+			}
+		}),
+	})})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 	resp, err := tr.RoundTrip(req)
 	if resp != nil || !errors.Is(err, context.Canceled) {
@@ -689,7 +733,7 @@ func TestConcurrent(t *testing.T) {
 	base := srv.Client().Transport.(*http.Transport)
 	base.MaxConnsPerHost = 32
 	base.MaxIdleConnsPerHost = 32
-	to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+	to := timeout.Middleware[*http.Request, *http.Response](newTimeout(t, time.Minute))
 	tr := newTransport(t, base, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
 	var wg sync.WaitGroup
 	var failures atomic.Int32
@@ -710,65 +754,64 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-func TestOnAttemptAndLogger(t *testing.T) {
-	srv, _ := server(t, statuses(503, 200))
-	var buf bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
-		Level: slog.LevelDebug,
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
-	type event struct {
-		Attempt int
-		Status  int
-	}
-	var events []event
-	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
-		Logger: logger,
-		OnAttempt: func(r *http.Request, attempt int, resp *http.Response, err error) {
-			events = append(events, event{attempt, resp.StatusCode})
-		},
+// The Transport's Name and Observer go to the Retrier it builds when
+// TransportConfig.Retry is nil: the retry events arrive, named.
+func TestObserverGetsDefaultRetrierEvents(t *testing.T) {
+	srv, _ := server(t, statuses(503, 503))
+	rec := &recorder{}
+	tr, err := httpx.NewTransport(httpx.TransportConfig{
+		Base: srv.Client().Transport, Name: "api", Observer: rec,
 	})
-	if _, _, err := get(t, tr, srv.URL+"/path?secret=1"); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]event{{1, 503}, {2, 200}}, events); diff != "" {
-		t.Errorf("OnAttempt (-want +got):\n%s", diff)
+	code, _, err := get(t, tr, srv.URL)
+	if err != nil || code != 503 {
+		t.Fatalf("got %d, %v; want the last 503", code, err)
 	}
-	// The Logger also gets the retry middleware's records; this test
-	// checks the Transport's own, and that the retry record is there.
-	var own []string
-	retried := false
-	for line := range strings.Lines(buf.String()) {
-		switch {
-		case strings.Contains(line, `msg="httpx: attempt"`):
-			own = append(own, line)
-		case strings.Contains(line, "attempt=2 delay=0s"):
-			retried = true
-		}
+	type event struct {
+		Kind    middleware.Kind
+		Concern string
+		Name    string
+		Attempt int
+		Reason  string
+		Err     string
 	}
-	if !retried {
-		t.Errorf("no retry record in the log:\n%s", buf.String())
+	var got []event
+	for _, e := range rec.all() {
+		got = append(got, event{e.Kind, e.Concern, e.Name, e.Attempt, e.Reason, e.Err.Error()})
 	}
-	u := srv.URL + "/path"
-	want := []string{
-		"level=DEBUG msg=\"httpx: attempt\" method=GET url=" + u + " attempt=1 status=503\n",
-		"level=DEBUG msg=\"httpx: attempt\" method=GET url=" + u + " attempt=2 status=200\n",
+	status := "httpx: response status 503 Service Unavailable"
+	want := []event{
+		{middleware.Retry, "retry", "api", 1, "", status},
+		{middleware.Retry, "retry", "api", 2, "", status},
+		{middleware.GaveUp, "retry", "api", 3, "attempts", "retry: giving up after 3 attempts: max attempts reached: last error: " + status},
 	}
-	if diff := cmp.Diff(want, own); diff != "" {
-		t.Errorf("log (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }
 
 func TestNewTransportInvalid(t *testing.T) {
-	_, err := httpx.NewTransport(nil, httpx.TransportConfig{Retry: retry.Config{MaxAttempts: -2}})
-	if err == nil || err.Error() != "retry: MaxAttempts must be at least 1 (or retry.Unlimited), got -2" {
+	_, err := httpx.NewTransport(httpx.TransportConfig{DrainTimeout: -time.Second})
+	if err == nil || err.Error() != "httpx: DrainTimeout must not be negative, got -1s" {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// A nil middleware in Attempt, most often a constructor's ignored error,
+// panics when the Transport is built (it used to be skipped, leaving the
+// Transport silently without its breaker or timeout).
+func TestNilAttemptPanics(t *testing.T) {
+	to := timeout.Middleware[*http.Request, *http.Response](newTimeout(t, time.Minute))
+	defer func() {
+		want := "httpx: nil middleware in TransportConfig.Attempt (entry 2 of 2; was a constructor's error ignored?)"
+		if got := recover(); got != want {
+			t.Errorf("recovered %v, want %q", got, want)
+		}
+	}()
+	httpx.NewTransport(httpx.TransportConfig{Attempt: []httpx.Middleware{to, nil}})
+	t.Error("NewTransport did not panic")
 }
 
 func TestStatusErrorText(t *testing.T) {
@@ -834,7 +877,7 @@ func TestHeadersArriveAsAttemptEnds(t *testing.T) {
 		}
 	}
 	tr := newTransport(t, base, httpx.TransportConfig{
-		Retry:   retry.Config{MaxAttempts: 1},
+		Retry:   newRetrier(t, retry.Config{MaxAttempts: 1}),
 		Attempt: []httpx.Middleware{cancelAttempt},
 	})
 	resp, err := tr.RoundTrip(mustGet(t, "http://example.invalid/"))
@@ -861,7 +904,7 @@ func TestBaseBreakingContract(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			to, _ := timeout.New[*http.Request, *http.Response](timeout.Config{Duration: time.Minute})
+			to := timeout.Middleware[*http.Request, *http.Response](newTimeout(t, time.Minute))
 			tr := newTransport(t, tt.base, httpx.TransportConfig{Attempt: []httpx.Middleware{to}})
 			resp, err := tr.RoundTrip(mustGet(t, "http://example.invalid/"))
 			if (err != nil) != tt.wantErr {
@@ -938,5 +981,129 @@ func TestHedgeInsideTransport(t *testing.T) {
 				t.Errorf("server saw %d requests, %d copies refused; want 1, 1", count.Load(), refused.Load())
 			}
 		})
+	}
+}
+
+// Issue 14 item 7: a timeout middleware in Attempt bounds the request. The
+// old advice, middleware.WrapFunc(client.Do, ...), ran the stage on a
+// context the request never saw: a 100 ms timeout let a 1 s call finish.
+func TestAttemptTimeoutBoundsRequest(t *testing.T) {
+	srv, _ := server(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(time.Second): // the slow server
+			io.WriteString(w, "late")
+		case <-r.Context().Done():
+		}
+	})
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+		Retry:   newRetrier(t, retry.Config{MaxAttempts: 1}),
+		Attempt: []httpx.Middleware{timeout.Middleware[*http.Request, *http.Response](newTimeout(t, 100*time.Millisecond))},
+	})
+	start := time.Now()
+	resp, err := tr.RoundTrip(mustGet(t, srv.URL))
+	took := time.Since(start)
+	if resp != nil || !errors.Is(err, timeout.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v, %v; want the timeout's error", resp, err)
+	}
+	// About 100 ms; anything near the server's 1 s means the timeout did
+	// not reach the request.
+	if took < 100*time.Millisecond || took > 700*time.Millisecond {
+		t.Errorf("took %v, want about 100ms", took)
+	}
+}
+
+// Issue 14 item 7: a retried POST sends its body again, whole, from
+// GetBody, with its Content-Length; the old advice re-sent a consumed body
+// ("ContentLength=11 with Body length 0").
+func TestRetriedPOSTResendsBody(t *testing.T) {
+	const payload = `{"sku":"a1"}`
+	type seen struct {
+		Body          string
+		ContentLength int64
+	}
+	var mu sync.Mutex
+	var got []seen
+	srv, _ := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, seen{string(b), r.ContentLength})
+		mu.Unlock()
+		statuses(503, 502, 201)(n, w, r)
+	})
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{})
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, strings.NewReader(payload))
+	req.Header.Set("Idempotency-Key", "order-42")
+	code, _, err := send(tr, req)
+	if err != nil || code != 201 {
+		t.Fatalf("got %d, %v; want 201", code, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	one := seen{payload, int64(len(payload))}
+	if diff := cmp.Diff([]seen{one, one, one}, got); diff != "" {
+		t.Errorf("what the server received (-want +got):\n%s", diff)
+	}
+}
+
+// A request whose context has ended before RoundTrip sends nothing, takes
+// nothing from the middlewares, closes its body and returns ctx.Err().
+func TestEndedContextSendsNothing(t *testing.T) {
+	srv, count := server(t, statuses(200))
+	b := newBreaker(t, breaker.Config{})
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{
+		Attempt: []httpx.Middleware{breaker.Middleware[*http.Request, *http.Response](b)},
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		body := &closeCounter{Reader: strings.NewReader("x")}
+		req, _ := http.NewRequestWithContext(ctx, method, srv.URL, body)
+		resp, err := tr.RoundTrip(req)
+		if resp != nil || err != context.Canceled {
+			t.Errorf("%s: got %v, %v; want nil, context.Canceled", method, resp, err)
+		}
+		if body.closed.Load() != 1 {
+			t.Errorf("%s: body closed %d times, want 1", method, body.closed.Load())
+		}
+	}
+	if count.Load() != 0 || b.Stats() != newBreaker(t, breaker.Config{}).Stats() {
+		t.Errorf("server saw %d requests, breaker %+v; want 0 and untouched", count.Load(), b.Stats())
+	}
+}
+
+func newTimeout(t testing.TB, d time.Duration) *timeout.Timeout {
+	t.Helper()
+	to, err := timeout.New(timeout.Config{Duration: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return to
+}
+
+func newBreaker(t testing.TB, cfg breaker.Config) *breaker.Breaker {
+	t.Helper()
+	b, err := breaker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A retry the Retrier's budget refuses ends the loop with the response in
+// hand: the caller gets the 503, not an error.
+func TestBudgetRefusalReturnsResponse(t *testing.T) {
+	srv, count := server(t, statuses(503, 200))
+	bud, err := budget.New(budget.Config{Ratio: budget.None, MinPerSecond: budget.None})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	tr := newTransport(t, srv.Client().Transport, httpx.TransportConfig{Retry: newRetrier(t, retry.Config{Budget: bud, Observer: rec})})
+	code, body, err := get(t, tr, srv.URL)
+	if err != nil || code != 503 || body != "response 1" || count.Load() != 1 {
+		t.Errorf("got %d %q, %v after %d attempts; want 503 \"response 1\" after 1", code, body, err, count.Load())
+	}
+	if diff := cmp.Diff([]string{"retry gave-up budget"}, rec.kinds()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }

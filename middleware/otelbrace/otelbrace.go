@@ -4,407 +4,484 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
-	"github.com/brace-go/brace/middleware/adaptive"
-	"github.com/brace-go/brace/middleware/backpressure"
-	"github.com/brace-go/brace/middleware/breaker"
-	"github.com/brace-go/brace/middleware/dedup"
-	"github.com/brace-go/brace/middleware/fallback"
-	"github.com/brace-go/brace/middleware/hedge"
-	"github.com/brace-go/brace/middleware/ratelimit"
-	"github.com/brace-go/brace/middleware/retry"
-	"github.com/brace-go/brace/middleware/timeout"
+	"github.com/brace-go/brace/middleware"
 )
 
-// NameKey is the attribute that carries the instance name given to a
-// Register function, so that several retry policies, breakers or limiters
-// can share the same metrics.
-const NameKey = attribute.Key("name")
+// scopeName is the instrumentation scope (the meter name) of every
+// instrument this package creates.
+const scopeName = "github.com/brace-go/brace/middleware/otelbrace"
 
-// Keys of the other attributes some metrics carry.
+// The attributes of the data points. Every key is low-cardinality: none
+// carries a call's key, input or error message.
 const (
-	OutcomeKey = attribute.Key("outcome") // brace.retry.calls, brace.breaker.results
-	StateKey   = attribute.Key("state")   // brace.breaker.state
-	ToKey      = attribute.Key("to")      // brace.breaker.transitions
-	ServedKey  = attribute.Key("served")  // brace.dedup.calls
+	concernKey   = attribute.Key("brace.concern") // Event.Concern: "retry", "breaker", ...
+	nameKey      = attribute.Key("brace.name")    // Event.Name, the instance's Config.Name
+	eventKey     = attribute.Key("brace.event")   // Event.Kind: "rejected", "retry", ...
+	reasonKey    = attribute.Key("brace.reason")  // Event.Reason: "open", "shed", ...
+	stateKey     = attribute.Key("brace.state")   // StateChanged: the state entered (Event.To)
+	errorTypeKey = attribute.Key("error.type")    // the type of Event.Err, never its message
 )
 
-// Units, in the UCUM notation OpenTelemetry uses.
+// The instruments' names.
 const (
-	unitCall   = "{call}"
-	unitRetry  = "{retry}"
-	unitHedge  = "{hedge}"
-	unitChange = "{change}"
-	unitWeight = "{weight}"
-	unitState  = "{state}"
-	unitSecond = "s"
+	eventsName     = "brace.events"      // counter {event}
+	retryDelayName = "brace.retry.delay" // histogram s
+	queueWaitName  = "brace.queue.wait"  // histogram s
+	hedgeDelayName = "brace.hedge.delay" // histogram s
+	stateName      = "brace.state"       // gauge {state}
+	limitName      = "brace.limit"       // gauge {call}
+
+	callDurationName    = "brace.call.duration"    // histogram s, recorded by Measure
+	callAttemptsName    = "brace.call.attempts"    // histogram {attempt}, recorded by Measure
+	attemptDurationName = "brace.attempt.duration" // histogram s, recorded by Attempts
 )
 
-// RegisterRetry publishes c, which must be set as Config.Counter of the
-// retry middlewares called name:
-//
-//	brace.retry.calls      counter {call}   outcome=success|failure
-//	brace.retry.retries    counter {retry}
-//	brace.retry.exhausted  counter {call}
-//
-// Unregister the returned Registration to stop publishing.
-func RegisterRetry(m metric.Meter, name string, c *retry.Counter) (metric.Registration, error) {
-	if c == nil {
-		return nil, errors.New("otelbrace: RegisterRetry needs a *retry.Counter, got nil")
-	}
-	r := newRegistrar(m, name)
-	calls := r.counter("brace.retry.calls", unitCall, "Calls through a retry middleware that returned, by outcome.")
-	retries := r.counter("brace.retry.retries", unitRetry, "Attempts after the first that a retry middleware started.")
-	exhausted := r.counter("brace.retry.exhausted", unitCall, "Calls that ended with retries exhausted (*retry.ExhaustedError).")
-	success, failure := r.with(OutcomeKey.String("success")), r.with(OutcomeKey.String("failure"))
-	return r.register("RegisterRetry", func(_ context.Context, o metric.Observer) error {
-		s := c.Stats()
-		o.ObserveInt64(calls, int64(s.Successes), success)
-		o.ObserveInt64(calls, int64(s.Failures), failure)
-		o.ObserveInt64(retries, int64(s.Retries), r.name)
-		o.ObserveInt64(exhausted, int64(s.Exhausted), r.name)
-		return nil
-	})
+// attemptBuckets are brace.call.attempts' bucket boundaries.
+var attemptBuckets = []float64{1, 2, 3, 4, 5, 6, 8, 10, 16, 32}
+
+// durationBuckets are the histograms' bucket boundaries, in seconds: those
+// the OpenTelemetry semantic conventions advise for durations
+// (http.server.request.duration), extended to a minute for backoffs.
+var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60}
+
+// Bounds on the memory the Observer keeps. Past them it still records
+// every event, but builds the attributes of an uncached combination per
+// event (an allocation) and stops tracking gauges of new instances.
+const (
+	maxCached    = 1024 // combinations of (concern, name, kind, reason, state, error type)
+	maxTypes     = 256  // error types whose names are cached
+	maxInstances = 1024 // (concern, name) pairs with gauges
+	maxStates    = 16   // states seen per instance
+)
+
+// Config configures an [Observer]. The zero value is ready to use: it
+// records to the global providers, once the program sets them.
+type Config struct {
+	// MeterProvider provides the meter the instruments are created with.
+	// Nil means otel.GetMeterProvider() at the time New is called (the
+	// global provider, which forwards to one set later); until the
+	// program sets a global meter provider, the Observer records no
+	// metric and does no work for them. A no-op provider
+	// (go.opentelemetry.io/otel/metric/noop) turns metrics off.
+	MeterProvider metric.MeterProvider
+
+	// TracerProvider turns tracing on: each event becomes a span event on
+	// the recording span of the call's context, and [Attempts] starts its
+	// child spans with this provider's tracer. Nil means
+	// otel.GetTracerProvider(): tracing is on while the program has set a
+	// global tracer provider, and no span work at all is done before. A
+	// no-op provider (go.opentelemetry.io/otel/trace/noop) turns tracing
+	// off.
+	TracerProvider trace.TracerProvider
 }
 
-// breakerStates are the states the breaker gauges report, in order.
-var breakerStates = []breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen, breaker.ForcedOpen, breaker.ForcedClosed}
+// Observer is a [middleware.Observer] that records the events of every
+// concern it is given to as OpenTelemetry metrics and as events on the
+// caller's span. Build it with [New]. It is safe for concurrent use. A
+// nil *Observer records nothing.
+type Observer struct {
+	metrics, traces switchState
+	counting        atomic.Bool // a Measure counts attempts in the context
+	tracer          trace.Tracer
 
-// RegisterBreaker publishes the state of b and the counts of c (set as
-// Config.Counter of b, or of several breakers called name); either may be
-// nil, not both:
-//
-//	brace.breaker.state        gauge   {state}  state=closed|open|half-open|forced-open|forced-closed:
-//	                                            1 for b's current state, 0 for the others
-//	brace.breaker.results      counter {call}   outcome=success|failure|ignored
-//	brace.breaker.rejections   counter {call}
-//	brace.breaker.transitions  counter {change} to=<state entered>
-//
-// The state is read with [breaker.Breaker.State] at each collection: a
-// mutex section without a Store, the local view with one (no round trip).
-func RegisterBreaker(m metric.Meter, name string, b *breaker.Breaker, c *breaker.Counter) (metric.Registration, error) {
-	if b == nil && c == nil {
-		return nil, errors.New("otelbrace: RegisterBreaker needs a *breaker.Breaker or a *breaker.Counter, got neither")
-	}
-	r := newRegistrar(m, name)
-	var state, results, rejections, transitions metric.Int64Observable
-	if b != nil {
-		state = r.gauge("brace.breaker.state", unitState, "The breaker's current state: 1 for the state it is in, 0 for the others.")
-	}
-	if c != nil {
-		results = r.counter("brace.breaker.results", unitCall, "Results reported to a breaker, by outcome.")
-		rejections = r.counter("brace.breaker.rejections", unitCall, "Calls a breaker refused because it was open.")
-		transitions = r.counter("brace.breaker.transitions", unitChange, "State changes of a breaker, by the state entered.")
-	}
-	stateOpts := make([]metric.ObserveOption, len(breakerStates))
-	toOpts := make([]metric.ObserveOption, len(breakerStates))
-	for i, s := range breakerStates {
-		stateOpts[i] = r.with(StateKey.String(s.String()))
-		toOpts[i] = r.with(ToKey.String(s.String()))
-	}
-	outcomes := []metric.ObserveOption{
-		r.with(OutcomeKey.String("success")), r.with(OutcomeKey.String("failure")), r.with(OutcomeKey.String("ignored")),
-	}
-	return r.register("RegisterBreaker", func(_ context.Context, o metric.Observer) error {
-		if b != nil {
-			now := b.State()
-			for i, s := range breakerStates {
-				v := int64(0)
-				if s == now {
-					v = 1
-				}
-				o.ObserveInt64(state, v, stateOpts[i])
-			}
-		}
-		if c != nil {
-			s := c.Stats()
-			o.ObserveInt64(results, int64(s.Successes), outcomes[0])
-			o.ObserveInt64(results, int64(s.Failures), outcomes[1])
-			o.ObserveInt64(results, int64(s.Ignored), outcomes[2])
-			o.ObserveInt64(rejections, int64(s.Rejections), r.name)
-			for i, st := range breakerStates {
-				o.ObserveInt64(transitions, int64(s.Transitions[st]), toOpts[i])
-			}
-		}
-		return nil
-	})
+	callDuration    metric.Float64Histogram
+	callAttempts    metric.Int64Histogram
+	attemptDuration metric.Float64Histogram
+
+	events     metric.Int64Counter
+	retryDelay metric.Float64Histogram
+	queueWait  metric.Float64Histogram
+	hedgeDelay metric.Float64Histogram
+	state      metric.Int64ObservableGauge
+	limit      metric.Int64ObservableGauge
+	reg        metric.Registration
+
+	// sets and types are copy-on-write: Observe reads them with one
+	// atomic load and no lock; a miss copies the map under mu.
+	sets  atomic.Pointer[map[setKey]*attrs]
+	types atomic.Pointer[map[reflect.Type]string]
+
+	mu     sync.Mutex // guards the maps' writers and gauges
+	gauges map[instance]*gauge
 }
 
-// RegisterBackpressure publishes the gauges of l and the counts of c (set
-// as Config.Counter of l, or of several limiters called name); either may
-// be nil, not both:
-//
-//	brace.backpressure.depth     gauge   {weight}  weight in flight
-//	brace.backpressure.capacity  gauge   {weight}
-//	brace.backpressure.queued    gauge   {call}    calls waiting for a slot
-//	brace.backpressure.admitted  counter {call}
-//	brace.backpressure.waited    counter {call}    calls that joined the queue
-//	brace.backpressure.shed      counter {call}
-//	brace.backpressure.canceled  counter {call}    waiters whose context ended
-func RegisterBackpressure(m metric.Meter, name string, l *backpressure.Limiter, c *backpressure.Counter) (metric.Registration, error) {
-	if l == nil && c == nil {
-		return nil, errors.New("otelbrace: RegisterBackpressure needs a *backpressure.Limiter or a *backpressure.Counter, got neither")
-	}
-	r := newRegistrar(m, name)
-	var depth, capacity, queued, admitted, waited, shed, canceled metric.Int64Observable
-	if l != nil {
-		depth = r.gauge("brace.backpressure.depth", unitWeight, "Weight of the calls in flight through a backpressure limiter.")
-		capacity = r.gauge("brace.backpressure.capacity", unitWeight, "Capacity of a backpressure limiter.")
-		queued = r.gauge("brace.backpressure.queued", unitCall, "Calls waiting for a slot in a backpressure limiter.")
-	}
-	if c != nil {
-		admitted = r.counter("brace.backpressure.admitted", unitCall, "Calls a backpressure limiter admitted.")
-		waited = r.counter("brace.backpressure.waited", unitCall, "Calls that joined a backpressure limiter's queue.")
-		shed = r.counter("brace.backpressure.shed", unitCall, "Calls a backpressure limiter shed.")
-		canceled = r.counter("brace.backpressure.canceled", unitCall, "Calls whose context ended while they waited in a backpressure limiter's queue.")
-	}
-	return r.register("RegisterBackpressure", func(_ context.Context, o metric.Observer) error {
-		if l != nil {
-			o.ObserveInt64(depth, l.Depth(), r.name)
-			o.ObserveInt64(capacity, l.Capacity(), r.name)
-			o.ObserveInt64(queued, l.Queued(), r.name)
-		}
-		if c != nil {
-			s := c.Stats()
-			o.ObserveInt64(admitted, int64(s.Admitted), r.name)
-			o.ObserveInt64(waited, int64(s.Waited), r.name)
-			o.ObserveInt64(shed, int64(s.Shed), r.name)
-			o.ObserveInt64(canceled, int64(s.Canceled), r.name)
-		}
-		return nil
-	})
+var _ middleware.Observer = (*Observer)(nil)
+
+// setKey is what the attributes of an event's data points depend on.
+type setKey struct {
+	kind                                    middleware.Kind
+	concern, name, reason, state, errorType string
 }
 
-// RegisterDedup publishes c, set as Config.Counter of the dedup
-// middlewares called name:
-//
-//	brace.dedup.calls  counter {call}  served=executed|joined|cached
-func RegisterDedup(m metric.Meter, name string, c *dedup.Counter) (metric.Registration, error) {
-	if c == nil {
-		return nil, errors.New("otelbrace: RegisterDedup needs a *dedup.Counter, got nil")
-	}
-	r := newRegistrar(m, name)
-	calls := r.counter("brace.dedup.calls", unitCall, "Calls through a dedup middleware, by how they were served.")
-	executed, joined, cached := r.with(ServedKey.String("executed")), r.with(ServedKey.String("joined")), r.with(ServedKey.String("cached"))
-	return r.register("RegisterDedup", func(_ context.Context, o metric.Observer) error {
-		s := c.Stats()
-		o.ObserveInt64(calls, int64(s.Executions), executed)
-		o.ObserveInt64(calls, int64(s.Joins), joined)
-		o.ObserveInt64(calls, int64(s.CacheHits), cached)
-		return nil
-	})
+// attrs holds the prebuilt options of one setKey, so recording passes a
+// ready slice and allocates nothing.
+type attrs struct {
+	add    []metric.AddOption    // brace.events: every attribute of the key
+	record []metric.RecordOption // histograms: brace.concern, brace.name
 }
 
-// RegisterTimeout publishes c, set as Config.Counter of the timeout
-// middlewares called name:
-//
-//	brace.timeout.calls     counter {call}
-//	brace.timeout.timeouts  counter {call}  calls whose deadline passed before the stage returned
-func RegisterTimeout(m metric.Meter, name string, c *timeout.Counter) (metric.Registration, error) {
-	if c == nil {
-		return nil, errors.New("otelbrace: RegisterTimeout needs a *timeout.Counter, got nil")
-	}
-	r := newRegistrar(m, name)
-	calls := r.counter("brace.timeout.calls", unitCall, "Calls through a timeout middleware that returned.")
-	timeouts := r.counter("brace.timeout.timeouts", unitCall, "Calls whose timeout passed before the stage returned.")
-	return r.register("RegisterTimeout", func(_ context.Context, o metric.Observer) error {
-		s := c.Stats()
-		o.ObserveInt64(calls, int64(s.Calls), r.name)
-		o.ObserveInt64(timeouts, int64(s.Timeouts), r.name)
-		return nil
-	})
+type instance struct{ concern, name string }
+
+// gauge is the last known state and limit of one instance.
+type gauge struct {
+	states   []stateOpt // the states seen, in order of first sight
+	current  int        // index into states; -1 before the first change
+	limit    int64
+	hasLimit bool
+	limitOpt metric.ObserveOption
 }
 
-// RegisterRateLimit publishes c, set as Config.Counter or
-// KeyedConfig.Counter of the rate limiters called name:
-//
-//	brace.ratelimit.admitted  counter {call}
-//	brace.ratelimit.limited   counter {call}
-func RegisterRateLimit(m metric.Meter, name string, c *ratelimit.Counter) (metric.Registration, error) {
-	if c == nil {
-		return nil, errors.New("otelbrace: RegisterRateLimit needs a *ratelimit.Counter, got nil")
-	}
-	r := newRegistrar(m, name)
-	admitted := r.counter("brace.ratelimit.admitted", unitCall, "Calls a rate limiter admitted.")
-	limited := r.counter("brace.ratelimit.limited", unitCall, "Calls a rate limiter refused.")
-	return r.register("RegisterRateLimit", func(_ context.Context, o metric.Observer) error {
-		s := c.Stats()
-		o.ObserveInt64(admitted, int64(s.Admitted), r.name)
-		o.ObserveInt64(limited, int64(s.Limited), r.name)
-		return nil
-	})
+type stateOpt struct {
+	state string
+	opt   metric.ObserveOption
 }
 
-// RegisterAdaptive publishes the gauges of l and the counts of c (set as
-// Config.Counter of l); either may be nil, not both:
-//
-//	brace.adaptive.limit          gauge   {call}  the limit enforced now
-//	brace.adaptive.inflight       gauge   {call}
-//	brace.adaptive.admitted       counter {call}
-//	brace.adaptive.rejected       counter {call}
-//	brace.adaptive.limit_changes  counter {change}
-func RegisterAdaptive(m metric.Meter, name string, l *adaptive.Limiter, c *adaptive.Counter) (metric.Registration, error) {
-	if l == nil && c == nil {
-		return nil, errors.New("otelbrace: RegisterAdaptive needs a *adaptive.Limiter or a *adaptive.Counter, got neither")
+// New creates the instruments on cfg.MeterProvider's meter for
+// "github.com/brace-go/brace/middleware/otelbrace" and registers the callback that reports the gauges. An
+// error comes from the provider (an invalid instrument, a failed
+// registration), wrapped.
+func New(cfg Config) (*Observer, error) {
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
 	}
-	r := newRegistrar(m, name)
-	var limit, inflight, admitted, rejected, changes metric.Int64Observable
-	if l != nil {
-		limit = r.gauge("brace.adaptive.limit", unitCall, "The concurrency limit an adaptive limiter enforces now.")
-		inflight = r.gauge("brace.adaptive.inflight", unitCall, "Calls in flight through an adaptive limiter.")
+	m := mp.Meter(scopeName)
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
 	}
-	if c != nil {
-		admitted = r.counter("brace.adaptive.admitted", unitCall, "Calls an adaptive limiter admitted.")
-		rejected = r.counter("brace.adaptive.rejected", unitCall, "Calls an adaptive limiter rejected.")
-		changes = r.counter("brace.adaptive.limit_changes", unitChange, "Changes of an adaptive limiter's limit.")
+	o := &Observer{
+		metrics: meterSwitch(cfg.MeterProvider),
+		traces:  traceSwitch(cfg.TracerProvider),
+		tracer:  tp.Tracer(scopeName),
+		gauges:  make(map[instance]*gauge),
 	}
-	return r.register("RegisterAdaptive", func(_ context.Context, o metric.Observer) error {
-		if l != nil {
-			o.ObserveInt64(limit, int64(l.Limit()), r.name)
-			o.ObserveInt64(inflight, int64(l.Inflight()), r.name)
-		}
-		if c != nil {
-			s := c.Stats()
-			o.ObserveInt64(admitted, int64(s.Admitted), r.name)
-			o.ObserveInt64(rejected, int64(s.Rejected), r.name)
-			o.ObserveInt64(changes, int64(s.LimitChanges), r.name)
-		}
-		return nil
-	})
-}
+	o.sets.Store(&map[setKey]*attrs{})
+	o.types.Store(&map[reflect.Type]string{})
 
-// RegisterHedge publishes the delay of h and the counts of c (set as
-// Config.Counter of h); either may be nil, not both:
-//
-//	brace.hedge.delay    gauge   s        the delay before the next hedge
-//	brace.hedge.calls    counter {call}
-//	brace.hedge.hedges   counter {hedge}  extra attempts started
-//	brace.hedge.wins     counter {call}   calls answered by a hedge
-//	brace.hedge.refused  counter {hedge}  hedges the budget refused
-func RegisterHedge(m metric.Meter, name string, h *hedge.Hedger, c *hedge.Counter) (metric.Registration, error) {
-	if h == nil && c == nil {
-		return nil, errors.New("otelbrace: RegisterHedge needs a *hedge.Hedger or a *hedge.Counter, got neither")
+	var errs []error
+	var err error
+	o.events, err = m.Int64Counter(eventsName, metric.WithUnit("{event}"),
+		metric.WithDescription("Events of Brace's concerns (rejections, retries, timeouts, state changes, ...), by concern, instance, kind, reason and error type."))
+	errs = append(errs, err)
+	hist := func(name, desc string) metric.Float64Histogram {
+		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(durationBuckets...))
+		errs = append(errs, err)
+		return h
 	}
-	r := newRegistrar(m, name)
-	var delay metric.Float64Observable
-	var calls, hedges, wins, refused metric.Int64Observable
-	if h != nil {
-		delay = r.floatGauge("brace.hedge.delay", unitSecond, "The delay after which a hedger starts the next attempt.")
+	o.retryDelay = hist(retryDelayName, "Backoff before each retry.")
+	o.queueWait = hist(queueWaitName, "Time an admitted call waited in a queue.")
+	o.hedgeDelay = hist(hedgeDelayName, "Delay after the call's start at which each hedged attempt started.")
+	o.callDuration = hist(callDurationName, "Duration of calls through a Measure middleware, retries and hedges included.")
+	o.attemptDuration = hist(attemptDurationName, "Duration of each attempt through an Attempts middleware.")
+	o.callAttempts, err = m.Int64Histogram(callAttemptsName, metric.WithUnit("{attempt}"),
+		metric.WithDescription("Attempts per call through a Measure middleware: 1 plus the retries and hedges of the call."),
+		metric.WithExplicitBucketBoundaries(attemptBuckets...))
+	errs = append(errs, err)
+	o.state, err = m.Int64ObservableGauge(stateName, metric.WithUnit("{state}"),
+		metric.WithDescription("State of a concern's state machine, from its last state change: 1 for the state it is in, 0 for the others it has been in."))
+	errs = append(errs, err)
+	o.limit, err = m.Int64ObservableGauge(limitName, metric.WithUnit("{call}"),
+		metric.WithDescription("Concurrency limit in force, from the last limit change."))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("otelbrace: creating instruments: %w", err)
 	}
-	if c != nil {
-		calls = r.counter("brace.hedge.calls", unitCall, "Calls through a hedging middleware.")
-		hedges = r.counter("brace.hedge.hedges", unitHedge, "Extra attempts a hedging middleware started.")
-		wins = r.counter("brace.hedge.wins", unitCall, "Calls whose result came from a hedge.")
-		refused = r.counter("brace.hedge.refused", unitHedge, "Hedges not sent because the budget was empty.")
-	}
-	return r.register("RegisterHedge", func(_ context.Context, o metric.Observer) error {
-		if h != nil {
-			o.ObserveFloat64(delay, h.Delay().Seconds(), r.name)
-		}
-		if c != nil {
-			s := c.Stats()
-			o.ObserveInt64(calls, int64(s.Calls), r.name)
-			o.ObserveInt64(hedges, int64(s.Hedges), r.name)
-			o.ObserveInt64(wins, int64(s.Wins), r.name)
-			o.ObserveInt64(refused, int64(s.Refused), r.name)
-		}
-		return nil
-	})
-}
-
-// RegisterFallback publishes c, set as Config.Counter of the fallbacks
-// called name:
-//
-//	brace.fallback.calls      counter {call}
-//	brace.fallback.fallbacks  counter {call}  calls handed to the fallback
-//	brace.fallback.failures   counter {call}  fallbacks that failed too
-func RegisterFallback(m metric.Meter, name string, c *fallback.Counter) (metric.Registration, error) {
-	if c == nil {
-		return nil, errors.New("otelbrace: RegisterFallback needs a *fallback.Counter, got nil")
-	}
-	r := newRegistrar(m, name)
-	calls := r.counter("brace.fallback.calls", unitCall, "Calls through a fallback middleware.")
-	fallbacks := r.counter("brace.fallback.fallbacks", unitCall, "Calls whose failure was handed to the fallback.")
-	failures := r.counter("brace.fallback.failures", unitCall, "Fallbacks that failed too.")
-	return r.register("RegisterFallback", func(_ context.Context, o metric.Observer) error {
-		s := c.Stats()
-		o.ObserveInt64(calls, int64(s.Calls), r.name)
-		o.ObserveInt64(fallbacks, int64(s.Fallbacks), r.name)
-		o.ObserveInt64(failures, int64(s.FallbackFailures), r.name)
-		return nil
-	})
-}
-
-// registrar creates the instruments of one Register call and remembers
-// the first error.
-type registrar struct {
-	m        metric.Meter
-	instance string
-	name     metric.ObserveOption // the attribute set {name}
-	insts    []metric.Observable
-	err      error
-}
-
-func newRegistrar(m metric.Meter, name string) *registrar {
-	r := &registrar{m: m, instance: name}
-	r.name = r.with()
-	return r
-}
-
-// with returns the attribute set {name, kvs...} as an ObserveOption; the
-// set is built once, at registration.
-func (r *registrar) with(kvs ...attribute.KeyValue) metric.ObserveOption {
-	return metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{NameKey.String(r.instance)}, kvs...)...))
-}
-
-func (r *registrar) add(inst metric.Observable, err error) {
+	o.reg, err = m.RegisterCallback(o.observeGauges, o.state, o.limit)
 	if err != nil {
-		r.err = errors.Join(r.err, err)
+		return nil, fmt.Errorf("otelbrace: registering the gauges' callback: %w", err)
+	}
+	return o, nil
+}
+
+// Close stops reporting the gauges (brace.state, brace.limit). Events
+// observed after Close are still counted. Close is safe to call more than
+// once.
+func (o *Observer) Close() error {
+	if o == nil {
+		return nil
+	}
+	o.mu.Lock()
+	reg := o.reg
+	o.reg = nil
+	o.mu.Unlock()
+	if reg == nil {
+		return nil
+	}
+	return reg.Unregister()
+}
+
+// Observe records e. When metrics are on, it adds one to brace.events,
+// records a duration in the histogram of its kind (Retry, Waited,
+// Hedged), and updates the gauges (StateChanged, LimitChanged); once a
+// combination of attributes has been seen, this allocates nothing.
+// Unknown kinds are counted as brace.event="unknown". When tracing is on
+// and the span of ctx is recording, it adds the event to that span
+// (see docs/tracing.md for the names). A Retry or Hedged event
+// inside a call measured by [Measure] adds one to the call's attempts.
+// With neither provider set, Observe does nothing.
+func (o *Observer) Observe(ctx context.Context, e middleware.Event) {
+	if o == nil {
 		return
 	}
-	r.insts = append(r.insts, inst)
+	metering, tracing := o.metering(), o.tracing()
+	if !metering && !tracing {
+		return
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if metering {
+		o.recordMetrics(ctx, &e)
+	}
+	if tracing {
+		o.addSpanEvent(ctx, &e)
+	}
+	if (e.Kind == middleware.Retry || e.Kind == middleware.Hedged) && o.counting.Load() {
+		if c := callFrom(ctx); c != nil {
+			c.attempts.Add(1)
+		}
+	}
 }
 
-func (r *registrar) counter(name, unit, desc string) metric.Int64Observable {
-	if r.m == nil {
-		return nil
+// recordMetrics records the metrics of e.
+func (o *Observer) recordMetrics(ctx context.Context, e *middleware.Event) {
+	a := o.attrs(e)
+	o.events.Add(ctx, 1, a.add...)
+	switch e.Kind {
+	case middleware.Retry:
+		record(ctx, o.retryDelay, e.Delay, a)
+	case middleware.Waited:
+		record(ctx, o.queueWait, e.Wait, a)
+	case middleware.Hedged:
+		record(ctx, o.hedgeDelay, e.Delay, a)
+	case middleware.StateChanged:
+		o.setState(e)
+	case middleware.LimitChanged:
+		o.setLimit(e)
 	}
-	c, err := r.m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-	r.add(c, err)
-	return c
 }
 
-func (r *registrar) gauge(name, unit, desc string) metric.Int64Observable {
-	if r.m == nil {
-		return nil
+// record records d in seconds; a negative d (a concern's bug) is dropped.
+func record(ctx context.Context, h metric.Float64Histogram, d time.Duration, a *attrs) {
+	if d >= 0 {
+		h.Record(ctx, d.Seconds(), a.record...)
 	}
-	g, err := r.m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-	r.add(g, err)
+}
+
+// attrs returns the prebuilt options for e, building and caching them the
+// first time.
+func (o *Observer) attrs(e *middleware.Event) *attrs {
+	k := setKey{kind: e.Kind, concern: e.Concern, name: e.Name, reason: e.Reason}
+	if e.Kind == middleware.StateChanged {
+		k.state = e.To
+	}
+	if e.Err != nil {
+		k.errorType = o.errorType(e.Err)
+	}
+	if a, ok := (*o.sets.Load())[k]; ok {
+		return a
+	}
+	return o.addAttrs(k)
+}
+
+func (o *Observer) addAttrs(k setKey) *attrs {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	old := *o.sets.Load()
+	if a, ok := old[k]; ok {
+		return a
+	}
+	kvs := make([]attribute.KeyValue, 0, 6)
+	kvs = appendNonEmpty(kvs, concernKey, k.concern)
+	kvs = appendNonEmpty(kvs, nameKey, k.name)
+	short := attribute.NewSet(kvs...)
+	kvs = append(kvs, eventKey.String(k.kind.String()))
+	kvs = appendNonEmpty(kvs, reasonKey, k.reason)
+	kvs = appendNonEmpty(kvs, stateKey, k.state)
+	kvs = appendNonEmpty(kvs, errorTypeKey, k.errorType)
+	a := &attrs{
+		add:    []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kvs...))},
+		record: []metric.RecordOption{metric.WithAttributeSet(short)},
+	}
+	if len(old) < maxCached {
+		m := make(map[setKey]*attrs, len(old)+1)
+		for k, v := range old {
+			m[k] = v
+		}
+		m[k] = a
+		o.sets.Store(&m)
+	}
+	return a
+}
+
+func appendNonEmpty(kvs []attribute.KeyValue, k attribute.Key, v string) []attribute.KeyValue {
+	if v == "" {
+		return kvs
+	}
+	return append(kvs, k.String(v))
+}
+
+// errorType returns the low-cardinality name of err's type, as the
+// OpenTelemetry semantic conventions describe error.type:
+//
+//   - "context.Canceled" and "context.DeadlineExceeded" for those
+//     errors themselves (not for errors wrapping them);
+//   - the result of an ErrorType() string method of err, or of the first
+//     error found by following Unwrap() error, if not empty;
+//   - otherwise, as semconv.ErrorType does, the package path and name of
+//     err's type after unwrapping fmt.Errorf wrappers, or for an unnamed
+//     type (a pointer) its literal: "*retry.ExhaustedError",
+//     "*errors.errorString".
+func (o *Observer) errorType(err error) string {
+	switch err {
+	case context.Canceled:
+		return "context.Canceled"
+	case context.DeadlineExceeded:
+		return "context.DeadlineExceeded"
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if et, ok := e.(interface{ ErrorType() string }); ok {
+			if s := et.ErrorType(); s != "" {
+				return s
+			}
+			break
+		}
+	}
+	for reflect.TypeOf(err) == fmtWrapError {
+		u := errors.Unwrap(err)
+		if u == nil {
+			break
+		}
+		err = u
+	}
+	t := reflect.TypeOf(err)
+	if s, ok := (*o.types.Load())[t]; ok {
+		return s
+	}
+	return o.addType(t)
+}
+
+var fmtWrapError = reflect.TypeOf(fmt.Errorf("%w", errors.New("")))
+
+func (o *Observer) addType(t reflect.Type) string {
+	if t.PkgPath() != "" && t.Name() != "" {
+		return o.storeType(t, t.PkgPath()+"."+t.Name())
+	}
+	return o.storeType(t, t.String()) // unnamed, such as a pointer: "*errors.errorString"
+}
+
+func (o *Observer) storeType(t reflect.Type, s string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	old := *o.types.Load()
+	if _, ok := old[t]; ok || len(old) >= maxTypes {
+		return s
+	}
+	m := make(map[reflect.Type]string, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[t] = s
+	o.types.Store(&m)
+	return s
+}
+
+// gaugeOf returns the gauges of e's instance, creating them; nil past
+// maxInstances. o.mu must be held.
+func (o *Observer) gaugeOf(e *middleware.Event) *gauge {
+	in := instance{e.Concern, e.Name}
+	g := o.gauges[in]
+	if g == nil && len(o.gauges) < maxInstances {
+		g = &gauge{current: -1}
+		o.gauges[in] = g
+	}
 	return g
 }
 
-func (r *registrar) floatGauge(name, unit, desc string) metric.Float64Observable {
-	if r.m == nil {
-		return nil
+func (o *Observer) setState(e *middleware.Event) {
+	if e.To == "" {
+		return
 	}
-	g, err := r.m.Float64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-	r.add(g, err)
-	return g
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	g := o.gaugeOf(e)
+	if g == nil {
+		return
+	}
+	if e.From != "" {
+		g.index(e, e.From)
+	}
+	if i := g.index(e, e.To); i >= 0 {
+		g.current = i
+	}
 }
 
-func (r *registrar) register(fn string, f metric.Callback) (metric.Registration, error) {
-	if r.m == nil {
-		return nil, fmt.Errorf("otelbrace: %s needs a metric.Meter, got nil", fn)
+// index returns the index of state in g.states, adding it; -1 past
+// maxStates.
+func (g *gauge) index(e *middleware.Event, state string) int {
+	for i, s := range g.states {
+		if s.state == state {
+			return i
+		}
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("otelbrace: %s: %w", fn, r.err)
+	if len(g.states) >= maxStates {
+		return -1
 	}
-	reg, err := r.m.RegisterCallback(f, r.insts...)
-	if err != nil {
-		return nil, fmt.Errorf("otelbrace: %s: %w", fn, err)
+	kvs := make([]attribute.KeyValue, 0, 3)
+	kvs = appendNonEmpty(kvs, concernKey, e.Concern)
+	kvs = appendNonEmpty(kvs, nameKey, e.Name)
+	kvs = append(kvs, stateKey.String(state))
+	g.states = append(g.states, stateOpt{state, metric.WithAttributeSet(attribute.NewSet(kvs...))})
+	return len(g.states) - 1
+}
+
+func (o *Observer) setLimit(e *middleware.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	g := o.gaugeOf(e)
+	if g == nil {
+		return
 	}
-	return reg, nil
+	if !g.hasLimit {
+		kvs := make([]attribute.KeyValue, 0, 2)
+		kvs = appendNonEmpty(kvs, concernKey, e.Concern)
+		kvs = appendNonEmpty(kvs, nameKey, e.Name)
+		g.limitOpt = metric.WithAttributeSet(attribute.NewSet(kvs...))
+		g.hasLimit = true
+	}
+	g.limit = e.Limit
+}
+
+// observeGauges is the callback: it reports the last state and limit of
+// every instance. It only reads what Observe stored; it calls no concern.
+func (o *Observer) observeGauges(_ context.Context, obs metric.Observer) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, g := range o.gauges {
+		if g.current >= 0 {
+			for i, s := range g.states {
+				v := int64(0)
+				if i == g.current {
+					v = 1
+				}
+				obs.ObserveInt64(o.state, v, s.opt)
+			}
+		}
+		if g.hasLimit {
+			obs.ObserveInt64(o.limit, g.limit, g.limitOpt)
+		}
+	}
+	return nil
 }

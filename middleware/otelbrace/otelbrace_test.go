@@ -4,31 +4,25 @@ import (
 	stdcmp "cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
+	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
-	"github.com/brace-go/brace/middleware/adaptive"
-	"github.com/brace-go/brace/middleware/backpressure"
-	"github.com/brace-go/brace/middleware/breaker"
-	"github.com/brace-go/brace/middleware/dedup"
-	"github.com/brace-go/brace/middleware/fallback"
-	"github.com/brace-go/brace/middleware/hedge"
 	"github.com/brace-go/brace/middleware/otelbrace"
-	"github.com/brace-go/brace/middleware/ratelimit"
-	"github.com/brace-go/brace/middleware/retry"
-	"github.com/brace-go/brace/middleware/timeout"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,15 +30,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var errBoom = errors.New("boom")
 
 // point is one data point as read back through the SDK's manual reader.
+// A histogram's point has Count and Sum, the others Value.
 type point struct {
 	Metric string
-	Kind   string // "counter" (monotonic cumulative sum) or "gauge"
+	Kind   string // "counter", "gauge" or "histogram"
 	Unit   string
 	Attrs  string // sorted k=v pairs
 	Value  float64
+	Count  uint64
+	Sum    float64
 }
 
-func newMeter(t *testing.T) (metric.Meter, *sdkmetric.ManualReader) {
+func newObserver(t testing.TB) (*otelbrace.Observer, *sdkmetric.ManualReader) {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
@@ -53,40 +50,56 @@ func newMeter(t *testing.T) (metric.Meter, *sdkmetric.ManualReader) {
 			t.Error(err)
 		}
 	})
-	return provider.Meter("github.com/brace-go/brace/middleware/otelbrace_test"), reader
+	o, err := otelbrace.New(otelbrace.Config{MeterProvider: provider})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, reader
 }
 
-// collect reads every data point, sorted by metric and attributes.
-func collect(t *testing.T, reader *sdkmetric.ManualReader) []point {
+// collect reads every data point, sorted by metric and attributes. It
+// checks what every instrument must be: described, in the package's
+// scope, a counter monotonic and cumulative.
+func collect(t testing.TB, reader *sdkmetric.ManualReader) []point {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
 	var got []point
-	add := func(m metricdata.Metrics, kind string, attrs attribute.Set, v float64) {
-		got = append(got, point{Metric: m.Name, Kind: kind, Unit: m.Unit, Attrs: attrs.Encoded(attribute.DefaultEncoder()), Value: v})
-	}
 	for _, sm := range rm.ScopeMetrics {
+		if sm.Scope.Name != otelbrace.ScopeName {
+			t.Errorf("scope %q; want %q", sm.Scope.Name, otelbrace.ScopeName)
+		}
 		for _, m := range sm.Metrics {
 			if m.Description == "" {
 				t.Errorf("%s has no description", m.Name)
 			}
+			p := point{Metric: m.Name, Unit: m.Unit}
+			enc := func(s attribute.Set) string { return s.Encoded(attribute.DefaultEncoder()) }
 			switch d := m.Data.(type) {
 			case metricdata.Sum[int64]:
 				if !d.IsMonotonic || d.Temporality != metricdata.CumulativeTemporality {
 					t.Errorf("%s: monotonic %v, temporality %v; want a cumulative counter", m.Name, d.IsMonotonic, d.Temporality)
 				}
 				for _, dp := range d.DataPoints {
-					add(m, "counter", dp.Attributes, float64(dp.Value))
+					p.Kind, p.Attrs, p.Value = "counter", enc(dp.Attributes), float64(dp.Value)
+					got = append(got, p)
 				}
 			case metricdata.Gauge[int64]:
 				for _, dp := range d.DataPoints {
-					add(m, "gauge", dp.Attributes, float64(dp.Value))
+					p.Kind, p.Attrs, p.Value = "gauge", enc(dp.Attributes), float64(dp.Value)
+					got = append(got, p)
 				}
-			case metricdata.Gauge[float64]:
+			case metricdata.Histogram[float64]:
 				for _, dp := range d.DataPoints {
-					add(m, "gauge", dp.Attributes, dp.Value)
+					p.Kind, p.Attrs, p.Count, p.Sum = "histogram", enc(dp.Attributes), dp.Count, dp.Sum
+					got = append(got, p)
+				}
+			case metricdata.Histogram[int64]:
+				for _, dp := range d.DataPoints {
+					p.Kind, p.Attrs, p.Count, p.Sum = "histogram", enc(dp.Attributes), dp.Count, float64(dp.Sum)
+					got = append(got, p)
 				}
 			default:
 				t.Errorf("%s: unexpected data %T", m.Name, m.Data)
@@ -99,336 +112,491 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) []point {
 	return got
 }
 
-func must[T any](t *testing.T) func(T, error) T {
-	return func(v T, err error) T {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
+// only returns the points of metric.
+func only(points []point, metric string) []point {
+	return slices.DeleteFunc(slices.Clone(points), func(p point) bool { return p.Metric != metric })
+}
+
+func counter(attrs string, v float64) point {
+	return point{Metric: "brace.events", Kind: "counter", Unit: "{event}", Attrs: attrs, Value: v}
+}
+
+// customError is an error type of the program's own.
+type customError struct{ code int }
+
+func (e *customError) Error() string { return fmt.Sprint("code ", e.code) }
+
+// typedError names its own error.type.
+type typedError struct{}
+
+func (typedError) Error() string     { return "typed" }
+func (typedError) ErrorType() string { return "db.conflict" }
+
+// wrapper wraps with an Unwrap method (not fmt.Errorf).
+type wrapper struct{ err error }
+
+func (w wrapper) Error() string { return "wrapped: " + w.err.Error() }
+func (w wrapper) Unwrap() error { return w.err }
+
+// TestEvents: every event is one count of brace.events, with the
+// attributes its fields give, and none from fields that are empty.
+func TestEvents(t *testing.T) {
+	o, reader := newObserver(t)
+	ctx := context.Background()
+	events := []middleware.Event{
+		{Kind: middleware.Rejected, Concern: "breaker", Name: "db", Reason: "open", Err: errBoom, Delay: time.Second},
+		{Kind: middleware.Rejected, Concern: "breaker", Name: "db", Reason: "open", Err: errBoom},
+		{Kind: middleware.Rejected, Concern: "backpressure", Reason: "shed", InFlight: 3, Limit: 3},
+		{Kind: middleware.Retry, Concern: "retry", Name: "db", Attempt: 1, Err: &customError{503}, Delay: 100 * time.Millisecond},
+		{Kind: middleware.Retry, Concern: "retry", Name: "db", Attempt: 2, Err: fmt.Errorf("call: %w", &customError{504}), Delay: 200 * time.Millisecond},
+		{Kind: middleware.GaveUp, Concern: "retry", Name: "db", Reason: "attempts", Err: context.DeadlineExceeded},
+		{Kind: middleware.TimedOut, Concern: "timeout", Name: "db", Err: context.Canceled},
+		{Kind: middleware.TimedOut, Concern: "timeout", Name: "db", Err: fmt.Errorf("late: %w", context.Canceled)},
+		{Kind: middleware.StoreFailed, Concern: "breaker", Name: "db", Err: wrapper{typedError{}}},
+		{Kind: middleware.Joined, Concern: "dedup", Name: "users", Reason: "cache"},
+		{Kind: middleware.FellBack, Concern: "fallback", Err: errors.Join(errBoom, errBoom)},
+		{Kind: middleware.StateChanged, Concern: "breaker", Name: "db", From: "closed", To: "open", Failures: 5},
+	}
+	for _, e := range events {
+		o.Observe(ctx, e)
+	}
+	want := []point{
+		counter("brace.concern=backpressure,brace.event=rejected,brace.reason=shed", 1),
+		counter("brace.concern=breaker,brace.event=rejected,brace.name=db,brace.reason=open,error.type=*errors.errorString", 2),
+		counter("brace.concern=breaker,brace.event=state-changed,brace.name=db,brace.state=open", 1),
+		counter("brace.concern=breaker,brace.event=store-failed,brace.name=db,error.type=db.conflict", 1),
+		counter("brace.concern=dedup,brace.event=joined,brace.name=users,brace.reason=cache", 1),
+		counter("brace.concern=fallback,brace.event=fell-back,error.type=*errors.joinError", 1),
+		counter("brace.concern=retry,brace.event=gave-up,brace.name=db,brace.reason=attempts,error.type=context.DeadlineExceeded", 1),
+		counter("brace.concern=retry,brace.event=retry,brace.name=db,error.type=*otelbrace_test.customError", 2),
+		counter("brace.concern=timeout,brace.event=timed-out,brace.name=db,error.type=*errors.errorString", 1),
+		counter("brace.concern=timeout,brace.event=timed-out,brace.name=db,error.type=context.Canceled", 1),
+	}
+	if diff := cmp.Diff(want, only(collect(t, reader), "brace.events")); diff != "" {
+		t.Errorf("brace.events (-want +got):\n%s", diff)
 	}
 }
 
-func ok(context.Context, int) (int, error)   { return 1, nil }
-func fail(context.Context, int) (int, error) { return 0, errBoom }
+// TestErrorTypeIsNotTheMessage: errors of one type with a thousand
+// different messages make one series, not a thousand.
+func TestErrorTypeIsNotTheMessage(t *testing.T) {
+	o, reader := newObserver(t)
+	for i := range 1000 {
+		o.Observe(context.Background(), middleware.Event{Kind: middleware.Retry, Concern: "retry", Err: &customError{i}})
+		o.Observe(context.Background(), middleware.Event{Kind: middleware.Retry, Concern: "retry", Err: fmt.Errorf("attempt %d failed", i)})
+	}
+	want := []point{
+		counter("brace.concern=retry,brace.event=retry,error.type=*errors.errorString", 1000),
+		counter("brace.concern=retry,brace.event=retry,error.type=*otelbrace_test.customError", 1000),
+	}
+	if diff := cmp.Diff(want, only(collect(t, reader), "brace.events")); diff != "" {
+		t.Errorf("brace.events (-want +got):\n%s", diff)
+	}
+}
 
-// TestAllConcerns drives every concern through real middlewares and reads
-// every metric back: the names, kinds, units and attributes are the
-// documented, stable ones, and the values are what happened.
-func TestAllConcerns(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		meter, reader := newMeter(t)
-		ctx := context.Background()
-		reg := must[metric.Registration](t)
+// TestHistograms: the durations of Retry, Waited and Hedged events, in
+// seconds, by concern and name only; a negative duration is dropped.
+func TestHistograms(t *testing.T) {
+	o, reader := newObserver(t)
+	ctx := context.Background()
+	for _, e := range []middleware.Event{
+		{Kind: middleware.Retry, Concern: "retry", Name: "db", Attempt: 1, Delay: 100 * time.Millisecond, Err: errBoom},
+		{Kind: middleware.Retry, Concern: "retry", Name: "db", Attempt: 2, Delay: 300 * time.Millisecond, Err: &customError{1}},
+		{Kind: middleware.Retry, Concern: "retry", Name: "db", Attempt: 3, Delay: -time.Second},
+		{Kind: middleware.Retry, Concern: "retry", Name: "db", Attempt: 3}, // an immediate retry
+		{Kind: middleware.Waited, Concern: "backpressure", Name: "api", Wait: 2 * time.Second, InFlight: 4},
+		{Kind: middleware.Waited, Concern: "adaptive", Wait: 500 * time.Millisecond},
+		{Kind: middleware.Hedged, Concern: "hedge", Name: "search", Attempt: 2, Delay: 50 * time.Millisecond},
+		{Kind: middleware.TimedOut, Concern: "timeout", Delay: time.Second}, // no histogram
+	} {
+		o.Observe(ctx, e)
+	}
+	hist := func(metric, attrs string, count uint64, sum float64) point {
+		return point{Metric: metric, Kind: "histogram", Unit: "s", Attrs: attrs, Count: count, Sum: sum}
+	}
+	want := []point{
+		hist("brace.hedge.delay", "brace.concern=hedge,brace.name=search", 1, 0.05),
+		hist("brace.queue.wait", "brace.concern=adaptive", 1, 0.5),
+		hist("brace.queue.wait", "brace.concern=backpressure,brace.name=api", 1, 2),
+		hist("brace.retry.delay", "brace.concern=retry,brace.name=db", 3, 0.4),
+	}
+	got := slices.DeleteFunc(collect(t, reader), func(p point) bool { return p.Kind != "histogram" })
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("histograms (-want +got):\n%s", diff)
+	}
+}
 
-		// Retry: one success, one success after a retry, one exhausted.
-		var rc retry.Counter
-		rmw := must[middleware.Middleware[int, int]](t)(retry.New[int, int](retry.Config{MaxAttempts: 2, BaseDelay: time.Millisecond, Counter: &rc}))
-		flaky := 0
-		rmw(ok)(ctx, 0)
-		rmw(func(context.Context, int) (int, error) {
-			if flaky++; flaky == 1 {
-				return 0, errBoom
+// TestHistogramBuckets: the buckets are in seconds, from 5ms to a minute.
+func TestHistogramBuckets(t *testing.T) {
+	o, reader := newObserver(t)
+	o.Observe(context.Background(), middleware.Event{Kind: middleware.Retry, Delay: 40 * time.Millisecond})
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range rm.ScopeMetrics[0].Metrics {
+		if m.Name != "brace.retry.delay" {
+			continue
+		}
+		dp := m.Data.(metricdata.Histogram[float64]).DataPoints[0]
+		want := []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60}
+		if diff := cmp.Diff(want, dp.Bounds); diff != "" {
+			t.Errorf("bounds (-want +got):\n%s", diff)
+		}
+		if i := slices.Index(dp.BucketCounts, 1); i != 3 { // (0.025, 0.05]
+			t.Errorf("40ms counted in bucket %d (%v); want 3", i, dp.BucketCounts)
+		}
+		return
+	}
+	t.Fatal("no brace.retry.delay")
+}
+
+// TestGauges: brace.state follows each instance's last StateChanged (1 for
+// the state it is in, 0 for the others it has been in), brace.limit its
+// last LimitChanged; Close stops them and Observe goes on counting.
+func TestGauges(t *testing.T) {
+	o, reader := newObserver(t)
+	ctx := context.Background()
+	state := func(name, from, to string) middleware.Event {
+		return middleware.Event{Kind: middleware.StateChanged, Concern: "breaker", Name: name, From: from, To: to}
+	}
+	gauges := func() []point {
+		return slices.DeleteFunc(collect(t, reader), func(p point) bool { return p.Kind != "gauge" })
+	}
+	if got := gauges(); len(got) != 0 {
+		t.Errorf("before any event: %v; want no gauge", got)
+	}
+	o.Observe(ctx, state("db", "closed", "open"))
+	o.Observe(ctx, state("db", "open", "half-open"))
+	o.Observe(ctx, state("cache", "closed", "open"))
+	o.Observe(ctx, middleware.Event{Kind: middleware.StateChanged, Concern: "redisstore", To: "down", Reason: "adopted"})
+	o.Observe(ctx, middleware.Event{Kind: middleware.StateChanged, Concern: "redisstore"}) // no To: ignored
+	o.Observe(ctx, middleware.Event{Kind: middleware.LimitChanged, Concern: "adaptive", Name: "api", Limit: 10})
+	o.Observe(ctx, middleware.Event{Kind: middleware.LimitChanged, Concern: "adaptive", Name: "api", Limit: 12})
+
+	g := func(metric, unit, attrs string, v float64) point {
+		return point{Metric: metric, Kind: "gauge", Unit: unit, Attrs: attrs, Value: v}
+	}
+	want := []point{
+		g("brace.limit", "{call}", "brace.concern=adaptive,brace.name=api", 12),
+		g("brace.state", "{state}", "brace.concern=breaker,brace.name=cache,brace.state=closed", 0),
+		g("brace.state", "{state}", "brace.concern=breaker,brace.name=cache,brace.state=open", 1),
+		g("brace.state", "{state}", "brace.concern=breaker,brace.name=db,brace.state=closed", 0),
+		g("brace.state", "{state}", "brace.concern=breaker,brace.name=db,brace.state=half-open", 1),
+		g("brace.state", "{state}", "brace.concern=breaker,brace.name=db,brace.state=open", 0),
+		g("brace.state", "{state}", "brace.concern=redisstore,brace.state=down", 1),
+	}
+	if diff := cmp.Diff(want, gauges()); diff != "" {
+		t.Errorf("gauges (-want +got):\n%s", diff)
+	}
+
+	o.Observe(ctx, state("db", "half-open", "closed"))
+	want[3].Value, want[4].Value = 1, 0
+	if diff := cmp.Diff(want, gauges()); diff != "" {
+		t.Errorf("gauges after closing (-want +got):\n%s", diff)
+	}
+
+	for range 2 {
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Observe(ctx, state("db", "closed", "open"))
+	got := collect(t, reader)
+	if n := len(slices.DeleteFunc(slices.Clone(got), func(p point) bool { return p.Kind != "gauge" })); n != 0 {
+		t.Errorf("after Close: %d gauge points; want none", n)
+	}
+	if diff := cmp.Diff([]point{counter("brace.concern=breaker,brace.event=state-changed,brace.name=db,brace.state=open", 2)},
+		slices.DeleteFunc(only(got, "brace.events"), func(p point) bool {
+			return !strings.Contains(p.Attrs, "name=db") || !strings.Contains(p.Attrs, "state=open")
+		})); diff != "" {
+		t.Errorf("counting after Close (-want +got):\n%s", diff)
+	}
+}
+
+// TestOddEvents: a zero Event, an unknown kind, a nil context and a nil
+// *Observer neither panic nor lose the count.
+func TestOddEvents(t *testing.T) {
+	o, reader := newObserver(t)
+	o.Observe(context.Background(), middleware.Event{})
+	o.Observe(context.Background(), middleware.Event{Kind: 200, Concern: "mine", Name: "x"})
+	var nilCtx context.Context
+	o.Observe(nilCtx, middleware.Event{Kind: middleware.Retry, Concern: "retry", Delay: time.Millisecond})
+	o.Observe(context.Background(), middleware.Event{Kind: middleware.StateChanged, Concern: "s", From: "a"})
+	var nilObs *otelbrace.Observer
+	nilObs.Observe(context.Background(), middleware.Event{Kind: middleware.Retry})
+	if err := nilObs.Close(); err != nil {
+		t.Errorf("nil Close: %v", err)
+	}
+	want := []point{
+		counter("brace.concern=mine,brace.event=unknown,brace.name=x", 1),
+		counter("brace.concern=retry,brace.event=retry", 1),
+		counter("brace.concern=s,brace.event=state-changed", 1),
+		counter("brace.event=unknown", 1),
+	}
+	if diff := cmp.Diff(want, only(collect(t, reader), "brace.events")); diff != "" {
+		t.Errorf("brace.events (-want +got):\n%s", diff)
+	}
+}
+
+// TestBounded: thousands of distinct names and states (a misuse: names are meant to be
+// few) are all counted; the Observer's caches stop growing.
+func TestBounded(t *testing.T) {
+	o, reader := newObserver(t)
+	const n = 3000
+	for i := range n {
+		name := fmt.Sprint("n", i)
+		o.Observe(context.Background(), middleware.Event{Kind: middleware.StateChanged, Concern: "c", Name: name, To: "open"})
+		o.Observe(context.Background(), middleware.Event{Kind: middleware.StateChanged, Concern: "c", Name: "one", To: name})
+	}
+	var events, states float64
+	for _, p := range collect(t, reader) {
+		switch p.Metric {
+		case "brace.events":
+			events += p.Value
+		case "brace.state":
+			states++
+		}
+	}
+	if events != 2*n {
+		t.Errorf("%v events counted; want %d", events, 2*n)
+	}
+	if states != 1023+16 {
+		t.Errorf("%v state series; want 1023 instances of one state + 16 states of one", states)
+	}
+}
+
+// TestConcurrent: many goroutines observe while a reader collects (run
+// with -race); nothing is lost and the gauges end on the last value.
+func TestConcurrent(t *testing.T) {
+	o, reader := newObserver(t)
+	const goroutines, per = 8, 500
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range per {
+				o.Observe(context.Background(), middleware.Event{Kind: middleware.Rejected, Concern: "c", Name: fmt.Sprint(g % 3), Reason: "shed", Err: &customError{i}})
+				o.Observe(context.Background(), middleware.Event{Kind: middleware.Retry, Concern: "c", Delay: time.Millisecond})
+				o.Observe(context.Background(), middleware.Event{Kind: middleware.LimitChanged, Concern: "c", Limit: int64(i)})
 			}
-			return 1, nil
-		})(ctx, 0)
-		rmw(fail)(ctx, 0)
-		reg(otelbrace.RegisterRetry(meter, "db", &rc))
-
-		// Breaker: a success, a failure that opens it, a rejection.
-		var bc breaker.Counter
-		b := must[*breaker.Breaker](t)(breaker.New(breaker.Config{Threshold: 1, OpenTimeout: time.Hour, Counter: &bc}))
-		bs := middleware.Apply(ok, breaker.Middleware[int, int](b))
-		bs(ctx, 0)
-		middleware.Apply(fail, breaker.Middleware[int, int](b))(ctx, 0)
-		bs(ctx, 0)
-		reg(otelbrace.RegisterBreaker(meter, "db", b, &bc))
-
-		// Backpressure: one call held in flight, one shed.
-		var pc backpressure.Counter
-		l := must[*backpressure.Limiter](t)(backpressure.New(1, backpressure.Config{Counter: &pc}))
-		release := make(chan struct{})
-		held := middleware.Apply(func(context.Context, int) (int, error) { <-release; return 1, nil }, backpressure.Middleware[int, int](l))
-		done := make(chan struct{})
-		go func() { held(ctx, 0); close(done) }()
-		synctest.Wait()
-		held(ctx, 0) // shed
-		reg(otelbrace.RegisterBackpressure(meter, "db", l, &pc))
-
-		// Dedup: three concurrent calls, one execution; then a cache hit.
-		var dc dedup.Counter
-		dmw := must[middleware.Middleware[int, int]](t)(dedup.New[int, int](func(k int) int { return k }, dedup.Config{TTL: time.Minute, Counter: &dc}))
-		ds := dmw(func(context.Context, int) (int, error) { time.Sleep(time.Second); return 1, nil })
-		dedupDone := make(chan struct{}, 3)
-		for range 3 {
-			go func() { ds(ctx, 7); dedupDone <- struct{}{} }()
-		}
-		for range 3 {
-			<-dedupDone
-		}
-		ds(ctx, 7)
-		reg(otelbrace.RegisterDedup(meter, "users", &dc))
-
-		// Timeout: one in time, one late.
-		var tc timeout.Counter
-		tmw := must[middleware.Middleware[int, int]](t)(timeout.New[int, int](timeout.Config{Duration: time.Second, Counter: &tc}))
-		tmw(ok)(ctx, 0)
-		tmw(func(ctx context.Context, _ int) (int, error) { <-ctx.Done(); return 0, ctx.Err() })(ctx, 0)
-		reg(otelbrace.RegisterTimeout(meter, "db", &tc))
-
-		// Rate limit: a burst of 2, three calls.
-		var lc ratelimit.Counter
-		rl := must[*ratelimit.Limiter](t)(ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2, Counter: &lc}))
-		for range 3 {
-			rl.Admit(ctx)
-		}
-		reg(otelbrace.RegisterRateLimit(meter, "api", &lc))
-
-		// Adaptive: a limit of 1, one permit held, one call rejected.
-		var ac adaptive.Counter
-		al := must[*adaptive.Limiter](t)(adaptive.New(adaptive.Config{Min: 1, Max: 1, Counter: &ac}))
-		permit := must[adaptive.Permit](t)(al.Acquire(ctx))
-		al.Acquire(ctx)
-		reg(otelbrace.RegisterAdaptive(meter, "db", al, &ac))
-
-		// Hedge: the first attempt is slow, the hedge wins.
-		var hc hedge.Counter
-		h := must[*hedge.Hedger](t)(hedge.New(hedge.Config{Delay: 10 * time.Millisecond, Percentile: hedge.Fixed, Counter: &hc}))
-		var attempts atomic.Int64
-		middleware.Apply(func(ctx context.Context, _ int) (int, error) {
-			d := time.Second
-			if attempts.Add(1) == 2 {
-				d = time.Millisecond
-			}
-			select {
-			case <-time.After(d):
-				return 1, nil
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			}
-		}, hedge.Middleware[int, int](h))(ctx, 0)
-		reg(otelbrace.RegisterHedge(meter, "search", h, &hc))
-
-		// Fallback: a success, a fallback, a failed fallback.
-		var fc fallback.Counter
-		fcfg := fallback.Config{Counter: &fc}
-		middleware.Apply(ok, fallback.Value[int](-1, fcfg))(ctx, 0)
-		middleware.Apply(fail, fallback.Value[int](-1, fcfg))(ctx, 0)
-		middleware.Apply(fail, fallback.Stage(fail, fcfg))(ctx, 0)
-		reg(otelbrace.RegisterFallback(meter, "prices", &fc))
-
-		got := collect(t, reader)
-		want := []point{
-			{"brace.adaptive.admitted", "counter", "{call}", "name=db", 1},
-			{"brace.adaptive.inflight", "gauge", "{call}", "name=db", 1},
-			{"brace.adaptive.limit", "gauge", "{call}", "name=db", 1},
-			{"brace.adaptive.limit_changes", "counter", "{change}", "name=db", 0},
-			{"brace.adaptive.rejected", "counter", "{call}", "name=db", 1},
-			{"brace.backpressure.admitted", "counter", "{call}", "name=db", 1},
-			{"brace.backpressure.canceled", "counter", "{call}", "name=db", 0},
-			{"brace.backpressure.capacity", "gauge", "{weight}", "name=db", 1},
-			{"brace.backpressure.depth", "gauge", "{weight}", "name=db", 1},
-			{"brace.backpressure.queued", "gauge", "{call}", "name=db", 0},
-			{"brace.backpressure.shed", "counter", "{call}", "name=db", 1},
-			{"brace.backpressure.waited", "counter", "{call}", "name=db", 0},
-			{"brace.breaker.rejections", "counter", "{call}", "name=db", 1},
-			{"brace.breaker.results", "counter", "{call}", "name=db,outcome=failure", 1},
-			{"brace.breaker.results", "counter", "{call}", "name=db,outcome=ignored", 0},
-			{"brace.breaker.results", "counter", "{call}", "name=db,outcome=success", 1},
-			{"brace.breaker.state", "gauge", "{state}", "name=db,state=closed", 0},
-			{"brace.breaker.state", "gauge", "{state}", "name=db,state=forced-closed", 0},
-			{"brace.breaker.state", "gauge", "{state}", "name=db,state=forced-open", 0},
-			{"brace.breaker.state", "gauge", "{state}", "name=db,state=half-open", 0},
-			{"brace.breaker.state", "gauge", "{state}", "name=db,state=open", 1},
-			{"brace.breaker.transitions", "counter", "{change}", "name=db,to=closed", 0},
-			{"brace.breaker.transitions", "counter", "{change}", "name=db,to=forced-closed", 0},
-			{"brace.breaker.transitions", "counter", "{change}", "name=db,to=forced-open", 0},
-			{"brace.breaker.transitions", "counter", "{change}", "name=db,to=half-open", 0},
-			{"brace.breaker.transitions", "counter", "{change}", "name=db,to=open", 1},
-			{"brace.dedup.calls", "counter", "{call}", "name=users,served=cached", 1},
-			{"brace.dedup.calls", "counter", "{call}", "name=users,served=executed", 1},
-			{"brace.dedup.calls", "counter", "{call}", "name=users,served=joined", 2},
-			{"brace.fallback.calls", "counter", "{call}", "name=prices", 3},
-			{"brace.fallback.failures", "counter", "{call}", "name=prices", 1},
-			{"brace.fallback.fallbacks", "counter", "{call}", "name=prices", 2},
-			{"brace.hedge.calls", "counter", "{call}", "name=search", 1},
-			{"brace.hedge.delay", "gauge", "s", "name=search", 0.01},
-			{"brace.hedge.hedges", "counter", "{hedge}", "name=search", 1},
-			{"brace.hedge.refused", "counter", "{hedge}", "name=search", 0},
-			{"brace.hedge.wins", "counter", "{call}", "name=search", 1},
-			{"brace.ratelimit.admitted", "counter", "{call}", "name=api", 2},
-			{"brace.ratelimit.limited", "counter", "{call}", "name=api", 1},
-			{"brace.retry.calls", "counter", "{call}", "name=db,outcome=failure", 1},
-			{"brace.retry.calls", "counter", "{call}", "name=db,outcome=success", 2},
-			{"brace.retry.exhausted", "counter", "{call}", "name=db", 1},
-			{"brace.retry.retries", "counter", "{retry}", "name=db", 2},
-			{"brace.timeout.calls", "counter", "{call}", "name=db", 2},
-			{"brace.timeout.timeouts", "counter", "{call}", "name=db", 1},
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("metrics (-want +got):\n%s", diff)
-		}
-
-		// Gauges follow the live state.
-		close(release)
-		<-done
-		permit.Release(false)
-		for _, p := range collect(t, reader) {
-			switch p.Metric {
-			case "brace.backpressure.depth", "brace.adaptive.inflight":
-				if p.Value != 0 {
-					t.Errorf("after release: %+v; want 0", p)
-				}
-			}
+		})
+	}
+	wg.Go(func() {
+		for range 20 {
+			collect(t, reader)
 		}
 	})
-}
-
-// TestInstances: two instances of one concern share the instruments and
-// are told apart by the name attribute; Unregister stops one.
-func TestInstances(t *testing.T) {
-	meter, reader := newMeter(t)
-	var a, b retry.Counter
-	for _, c := range []*retry.Counter{&a, &b} {
-		mw, err := retry.New[int, int](retry.Config{Counter: c})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mw(ok)(context.Background(), 0)
-	}
-	mw, _ := retry.New[int, int](retry.Config{Counter: &b})
-	mw(ok)(context.Background(), 0)
-	ra, err := otelbrace.RegisterRetry(meter, "a", &a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := otelbrace.RegisterRetry(meter, "b", &b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	successes := func() map[string]float64 {
-		m := map[string]float64{}
-		for _, p := range collect(t, reader) {
-			if p.Metric == "brace.retry.calls" && strings.Contains(p.Attrs, "outcome=success") {
-				m[p.Attrs] = p.Value
-			}
-		}
-		return m
-	}
-	want := map[string]float64{"name=a,outcome=success": 1, "name=b,outcome=success": 2}
-	if diff := cmp.Diff(want, successes()); diff != "" {
-		t.Errorf("two instances (-want +got):\n%s", diff)
-	}
-	if err := ra.Unregister(); err != nil {
-		t.Fatal(err)
-	}
-	want = map[string]float64{"name=b,outcome=success": 2}
-	if diff := cmp.Diff(want, successes()); diff != "" {
-		t.Errorf("after unregistering a (-want +got):\n%s", diff)
-	}
-	if err := rb.Unregister(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestGaugesOnly: a breaker, limiter or hedger can be published without
-// a Counter, and a Counter without them.
-func TestGaugesOnly(t *testing.T) {
-	meter, reader := newMeter(t)
-	b, _ := breaker.New(breaker.Config{})
-	l, _ := backpressure.New(4, backpressure.Config{})
-	for _, err := range []error{
-		second(otelbrace.RegisterBreaker(meter, "b", b, nil)),
-		second(otelbrace.RegisterBackpressure(meter, "l", l, nil)),
-		second(otelbrace.RegisterBreaker(meter, "c", nil, new(breaker.Counter))),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	metrics := map[string]bool{}
+	wg.Wait()
+	var rejected, retries float64
 	for _, p := range collect(t, reader) {
-		metrics[p.Metric+" "+p.Attrs[:strings.IndexByte(p.Attrs+",", ',')]] = true
+		switch {
+		case p.Metric == "brace.events" && strings.Contains(p.Attrs, "rejected"):
+			rejected += p.Value
+		case p.Metric == "brace.events" && strings.Contains(p.Attrs, "event=retry"):
+			retries += p.Value
+		case p.Metric == "brace.limit" && p.Value != per-1:
+			t.Errorf("%+v; want %d", p, per-1)
+		}
 	}
-	want := map[string]bool{
-		"brace.breaker.state name=b":         true,
-		"brace.backpressure.depth name=l":    true,
-		"brace.backpressure.capacity name=l": true,
-		"brace.backpressure.queued name=l":   true,
-		"brace.breaker.results name=c":       true,
-		"brace.breaker.rejections name=c":    true,
-		"brace.breaker.transitions name=c":   true,
-	}
-	if diff := cmp.Diff(want, metrics); diff != "" {
-		t.Errorf("metrics (-want +got):\n%s", diff)
+	if rejected != goroutines*per || retries != goroutines*per {
+		t.Errorf("%v rejections, %v retries; want %d each", rejected, retries, goroutines*per)
 	}
 }
 
-func second[T any](_ T, err error) error { return err }
+// TestWithEmit: through middleware.Emit and middleware.Observers, a
+// panicking observer beside the Observer does not keep events from it, and
+// an observer that re-enters (observes again, collects) from inside
+// Observe does not deadlock.
+func TestWithEmit(t *testing.T) {
+	o, reader := newObserver(t)
+	panicky := middleware.ObserverFunc(func(context.Context, middleware.Event) { panic("observer bug") })
+	var reentered int
+	reentrant := middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+		if e.Kind != middleware.StateChanged {
+			return
+		}
+		reentered++
+		collect(t, reader) // runs the gauges' callback
+		o.Observe(ctx, middleware.Event{Kind: middleware.LimitChanged, Concern: e.Concern, Name: e.Name, Limit: 7})
+	})
+	obs := middleware.Observers(panicky, o, reentrant)
+	silenceDefaultLogger(t) // Emit reports the panics through slog.Default
+	for range 3 {
+		middleware.Emit(context.Background(), obs, middleware.Event{Kind: middleware.StateChanged, Concern: "breaker", Name: "db", From: "closed", To: "open"})
+	}
+	want := []point{
+		counter("brace.concern=breaker,brace.event=limit-changed,brace.name=db", 3),
+		counter("brace.concern=breaker,brace.event=state-changed,brace.name=db,brace.state=open", 3),
+		{Metric: "brace.limit", Kind: "gauge", Unit: "{call}", Attrs: "brace.concern=breaker,brace.name=db", Value: 7},
+		{Metric: "brace.state", Kind: "gauge", Unit: "{state}", Attrs: "brace.concern=breaker,brace.name=db,brace.state=closed", Value: 0},
+		{Metric: "brace.state", Kind: "gauge", Unit: "{state}", Attrs: "brace.concern=breaker,brace.name=db,brace.state=open", Value: 1},
+	}
+	if diff := cmp.Diff(want, collect(t, reader)); diff != "" || reentered != 3 {
+		t.Errorf("after %d re-entries (-want +got):\n%s", reentered, diff)
+	}
+}
 
-func TestErrors(t *testing.T) {
-	meter, _ := newMeter(t)
+// TestPanickingErrorType: an error whose ErrorType method panics is the
+// observer's panic, which Emit recovers; the Observer still works after.
+func TestPanickingErrorType(t *testing.T) {
+	o, reader := newObserver(t)
+	silenceDefaultLogger(t)
+	middleware.Emit(context.Background(), o, middleware.Event{Kind: middleware.Retry, Concern: "retry", Err: panickyError{}})
+	o.Observe(context.Background(), middleware.Event{Kind: middleware.Retry, Concern: "retry"})
+	want := []point{counter("brace.concern=retry,brace.event=retry", 1)}
+	if diff := cmp.Diff(want, only(collect(t, reader), "brace.events")); diff != "" {
+		t.Errorf("brace.events (-want +got):\n%s", diff)
+	}
+}
+
+type panickyError struct{}
+
+func (panickyError) Error() string     { return "panicky" }
+func (panickyError) ErrorType() string { panic("ErrorType bug") }
+
+// TestGlobalProvider: a zero Config uses the global provider.
+func TestGlobalProvider(t *testing.T) {
+	prev := otel.GetMeterProvider()
+	t.Cleanup(func() { otel.SetMeterProvider(prev) })
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { provider.Shutdown(context.Background()) })
+	otel.SetMeterProvider(provider)
+
+	o, err := otelbrace.New(otelbrace.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Observe(context.Background(), middleware.Event{Kind: middleware.Hedged, Concern: "hedge"})
+	want := []point{counter("brace.concern=hedge,brace.event=hedged", 1)}
+	if diff := cmp.Diff(want, only(collect(t, reader), "brace.events")); diff != "" {
+		t.Errorf("brace.events (-want +got):\n%s", diff)
+	}
+}
+
+// failingMeter fails to create the instrument called fail, or to register
+// a callback when fail is "callback".
+type failingMeter struct {
+	noop.Meter
+	fail string
+}
+
+var errProvider = errors.New("provider failed")
+
+func (m failingMeter) Int64Counter(name string, _ ...metric.Int64CounterOption) (metric.Int64Counter, error) {
+	if name == m.fail {
+		return nil, errProvider
+	}
+	return noop.Int64Counter{}, nil
+}
+
+func (m failingMeter) Int64ObservableGauge(name string, _ ...metric.Int64ObservableGaugeOption) (metric.Int64ObservableGauge, error) {
+	if name == m.fail {
+		return nil, errProvider
+	}
+	return noop.Int64ObservableGauge{}, nil
+}
+
+func (m failingMeter) RegisterCallback(metric.Callback, ...metric.Observable) (metric.Registration, error) {
+	if m.fail == "callback" {
+		return nil, errProvider
+	}
+	return noop.Registration{}, nil
+}
+
+type failingProvider struct {
+	noop.MeterProvider
+	fail string
+}
+
+func (p failingProvider) Meter(string, ...metric.MeterOption) metric.Meter {
+	return failingMeter{fail: p.fail}
+}
+
+func TestNewErrors(t *testing.T) {
 	tests := []struct {
-		name string
-		err  error
-		want string
+		fail, want string
 	}{
-		{"nil meter", second(otelbrace.RegisterRetry(nil, "x", new(retry.Counter))), "otelbrace: RegisterRetry needs a metric.Meter, got nil"},
-		{"nil meter with float gauge", second(otelbrace.RegisterHedge(nil, "x", mustHedger(t), nil)), "otelbrace: RegisterHedge needs a metric.Meter, got nil"},
-		{"retry", second(otelbrace.RegisterRetry(meter, "x", nil)), "otelbrace: RegisterRetry needs a *retry.Counter, got nil"},
-		{"breaker", second(otelbrace.RegisterBreaker(meter, "x", nil, nil)), "otelbrace: RegisterBreaker needs a *breaker.Breaker or a *breaker.Counter, got neither"},
-		{"backpressure", second(otelbrace.RegisterBackpressure(meter, "x", nil, nil)), "otelbrace: RegisterBackpressure needs a *backpressure.Limiter or a *backpressure.Counter, got neither"},
-		{"dedup", second(otelbrace.RegisterDedup(meter, "x", nil)), "otelbrace: RegisterDedup needs a *dedup.Counter, got nil"},
-		{"timeout", second(otelbrace.RegisterTimeout(meter, "x", nil)), "otelbrace: RegisterTimeout needs a *timeout.Counter, got nil"},
-		{"ratelimit", second(otelbrace.RegisterRateLimit(meter, "x", nil)), "otelbrace: RegisterRateLimit needs a *ratelimit.Counter, got nil"},
-		{"adaptive", second(otelbrace.RegisterAdaptive(meter, "x", nil, nil)), "otelbrace: RegisterAdaptive needs a *adaptive.Limiter or a *adaptive.Counter, got neither"},
-		{"hedge", second(otelbrace.RegisterHedge(meter, "x", nil, nil)), "otelbrace: RegisterHedge needs a *hedge.Hedger or a *hedge.Counter, got neither"},
-		{"fallback", second(otelbrace.RegisterFallback(meter, "x", nil)), "otelbrace: RegisterFallback needs a *fallback.Counter, got nil"},
+		{"brace.events", "otelbrace: creating instruments: provider failed"},
+		{"brace.state", "otelbrace: creating instruments: provider failed"},
+		{"callback", "otelbrace: registering the gauges' callback: provider failed"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.err == nil {
-				t.Fatalf("no error; want %q", tt.want)
+		t.Run(tt.fail, func(t *testing.T) {
+			o, err := otelbrace.New(otelbrace.Config{MeterProvider: failingProvider{fail: tt.fail}})
+			if o != nil || !errors.Is(err, errProvider) {
+				t.Fatalf("New: %v, %v; want nil and an error wrapping %v", o, err, errProvider)
 			}
-			if diff := cmp.Diff(tt.want, tt.err.Error()); diff != "" {
+			if diff := cmp.Diff(tt.want, err.Error()); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// A provider that does nothing is fine.
+	if _, err := otelbrace.New(otelbrace.Config{MeterProvider: noop.NewMeterProvider()}); err != nil {
+		t.Errorf("noop provider: %v", err)
+	}
+}
+
+// benchEvents are the events the benchmarks and the allocation test
+// observe: a rejection with an error, a retry with a histogram, a state
+// change with its gauge, a wait.
+var benchEvents = []middleware.Event{
+	{Kind: middleware.Rejected, Concern: "breaker", Name: "db", Reason: "open", Err: errBoom, Delay: time.Second},
+	{Kind: middleware.Retry, Concern: "retry", Name: "db", Attempt: 2, Err: fmt.Errorf("x: %w", &customError{1}), Delay: 100 * time.Millisecond},
+	{Kind: middleware.StateChanged, Concern: "breaker", Name: "db", From: "closed", To: "open"},
+	{Kind: middleware.Waited, Concern: "backpressure", Name: "api", Wait: time.Millisecond},
+	{Kind: middleware.LimitChanged, Concern: "adaptive", Name: "api", Limit: 12},
+}
+
+// TestAllocs: once an event's attributes have been seen, Observe
+// allocates nothing, with the SDK behind it.
+func TestAllocs(t *testing.T) {
+	if testenv.RaceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	o, _ := newObserver(t)
+	ctx := context.Background()
+	for _, e := range benchEvents {
+		o.Observe(ctx, e) // first sight: builds the attributes
+		t.Run(e.Kind.String(), func(t *testing.T) {
+			if n := testing.AllocsPerRun(1000, func() { o.Observe(ctx, e) }); n != 0 {
+				t.Errorf("Observe allocates %v times per event; want 0", n)
 			}
 		})
 	}
 }
 
-func mustHedger(t *testing.T) *hedge.Hedger {
-	h, err := hedge.New(hedge.Config{})
-	if err != nil {
-		t.Fatal(err)
+func BenchmarkObserve(b *testing.B) {
+	for _, e := range benchEvents {
+		b.Run(e.Kind.String(), func(b *testing.B) {
+			o, _ := newObserver(b)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				o.Observe(ctx, e)
+			}
+		})
 	}
-	return h
-}
-
-// TestCollectConcurrently: calls keep counting while a reader collects
-// (the callbacks only read the Counter); nothing is lost.
-func TestCollectConcurrently(t *testing.T) {
-	meter, reader := newMeter(t)
-	var c retry.Counter
-	mw, _ := retry.New[int, int](retry.Config{Counter: &c})
-	s := mw(ok)
-	if _, err := otelbrace.RegisterRetry(meter, "db", &c); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for range 100 {
-			collect(t, reader)
+	b.Run("parallel", func(b *testing.B) {
+		o, _ := newObserver(b)
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				o.Observe(ctx, benchEvents[0])
+			}
+		})
+	})
+	b.Run("noop-provider", func(b *testing.B) {
+		o, err := otelbrace.New(otelbrace.Config{MeterProvider: noop.NewMeterProvider()})
+		if err != nil {
+			b.Fatal(err)
 		}
-	}()
-	for range 10000 {
-		s(context.Background(), 0)
-	}
-	<-done
-	for _, p := range collect(t, reader) {
-		if p.Metric == "brace.retry.calls" && strings.HasSuffix(p.Attrs, "success") && p.Value != 10000 {
-			t.Errorf("%+v; want 10000", p)
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			o.Observe(ctx, benchEvents[0])
 		}
-	}
+	})
 }

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"testing"
 
-	"golang.org/x/time/rate"
-
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/ratelimit"
 )
@@ -29,19 +27,8 @@ func BenchmarkDirect(b *testing.B) {
 	}
 }
 
-// BenchmarkRawLimiter is the primitive's own cost: rate.Limiter.Allow.
-func BenchmarkRawLimiter(b *testing.B) {
-	l := rate.NewLimiter(huge, 1<<30)
-	b.ReportAllocs()
-	for b.Loop() {
-		if !l.Allow() {
-			b.Fatal("refused")
-		}
-	}
-}
-
 func BenchmarkMiddleware(b *testing.B) {
-	l, _ := ratelimit.New(ratelimit.Config{Rate: huge, Burst: 1 << 30})
+	l := mustNew(b, ratelimit.Config{Rate: huge, Burst: 1 << 30})
 	s := middleware.Apply(direct, ratelimit.Middleware[int, int](l))
 	ctx := context.Background()
 	b.Run("admitted", func(b *testing.B) {
@@ -58,7 +45,7 @@ func BenchmarkMiddleware(b *testing.B) {
 			}
 		})
 	})
-	rl, _ := ratelimit.New(ratelimit.Config{Rate: 1e-9, Burst: 1})
+	rl := mustNew(b, ratelimit.Config{Rate: 1e-9, Burst: 1})
 	rs := middleware.Apply(direct, ratelimit.Middleware[int, int](rl))
 	b.Run("refused", func(b *testing.B) {
 		b.ReportAllocs()
@@ -69,12 +56,12 @@ func BenchmarkMiddleware(b *testing.B) {
 }
 
 func BenchmarkPerKey(b *testing.B) {
-	k, _ := ratelimit.NewKeyed(ratelimit.KeyedConfig[string]{Rate: huge, Burst: 1 << 30})
+	l := mustNew(b, ratelimit.Config{Rate: huge, Burst: 1 << 30})
 	keys := make([]string, 1000)
 	for i := range keys {
 		keys[i] = "tenant-" + strconv.Itoa(i)
 	}
-	s := middleware.Apply(direct, ratelimit.PerKey[int, int](k, func(i int) string { return keys[i%len(keys)] }))
+	s := middleware.Apply(direct, ratelimit.Keyed[int, int](l, func(i int) string { return keys[i%len(keys)] }))
 	ctx := context.Background()
 	b.Run("admitted", func(b *testing.B) {
 		b.ReportAllocs()

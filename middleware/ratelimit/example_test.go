@@ -22,48 +22,60 @@ func ExampleNew() {
 		out, err := ping(context.Background(), i)
 		var limited *ratelimit.LimitedError
 		if errors.As(err, &limited) {
-			fmt.Println("limited; retry in about", limited.Delay.Round(100*time.Millisecond))
+			fmt.Println("limited; retry in about", limited.RetryAfter().Round(100*time.Millisecond))
 			continue
 		}
 		fmt.Println(out)
 	}
+	fmt.Printf("%+v\n", l.Stats())
 	// Output:
 	// pong
 	// pong
 	// limited; retry in about 500ms
+	// {Rejected:1 Waited:0 Keys:0}
 }
 
 // With MaxWait, a call waits for its token when the wait is short enough.
-func ExampleConfig_maxWait() {
-	l, _ := ratelimit.New(ratelimit.Config{Rate: 100, Burst: 1, MaxWait: 50 * time.Millisecond})
+// Acquire and Done guard work that is not a Stage.
+func ExampleLimiter_Acquire() {
+	l, err := ratelimit.New(ratelimit.Config{Rate: 100, Burst: 1, MaxWait: 50 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
 	start := time.Now()
 	for range 3 {
-		if err := l.Admit(context.Background()); err != nil {
+		p, err := l.Acquire(context.Background())
+		if err != nil {
 			fmt.Println(err)
+			continue
 		}
+		// ... the work ...
+		p.Done(nil)
 	}
 	fmt.Println("3 calls admitted, waited at least 20ms:", time.Since(start) >= 19*time.Millisecond)
 	// Output:
 	// 3 calls admitted, waited at least 20ms: true
 }
 
-// A Keyed limiter gives each tenant its own bucket.
-func ExampleNewKeyed() {
+// Keyed gives each tenant its own bucket.
+func ExampleKeyed() {
 	type request struct{ Tenant, Path string }
-	perTenant, err := ratelimit.NewKeyed(ratelimit.KeyedConfig[string]{Rate: 1, Burst: 1, MaxKeys: 1000})
+	l, err := ratelimit.New(ratelimit.Config{Rate: 1, Burst: 1, MaxKeys: 1000})
 	if err != nil {
 		panic(err)
 	}
 	serve := middleware.Apply(
 		func(_ context.Context, r request) (string, error) { return "served " + r.Tenant, nil },
-		ratelimit.PerKey[request, string](perTenant, func(r request) string { return r.Tenant }),
+		ratelimit.Keyed[request, string](l, func(r request) string { return r.Tenant }),
 	)
 	for _, r := range []request{{"acme", "/a"}, {"acme", "/b"}, {"globex", "/a"}} {
 		out, err := serve(context.Background(), r)
 		fmt.Println(out, errors.Is(err, ratelimit.ErrLimited))
 	}
+	fmt.Println("tenants:", l.Stats().Keys)
 	// Output:
 	// served acme false
 	//  true
 	// served globex false
+	// tenants: 2
 }

@@ -9,21 +9,19 @@ import (
 	"testing/synctest"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/ratelimit"
 )
 
-// FuzzNew checks the validators of Limiter and Keyed: any Config yields a
-// working limiter or an error that starts with "ratelimit: " and names the
+// FuzzNew checks the validator: any Config yields a working limiter (used
+// through Middleware and Keyed) or an error that starts with "ratelimit: " and names the
 // field at fault, never a panic. A working limiter admits a full burst at
 // once and then either refuses with a positive RetryAfter or, when it may
 // wait, admits after waiting no longer than MaxWait.
 func FuzzNew(f *testing.F) {
 	f.Add(10.0, 0, int64(0), 0, int64(0))
 	f.Add(0.5, 3, int64(time.Second), 2, int64(time.Minute))
-	f.Add(float64(rate.Inf), 0, int64(0), 0, int64(0))
+	f.Add(inf, 0, int64(0), 0, int64(0))
 	f.Add(1e9, 0, int64(0), 0, int64(0))
 	f.Add(1e-9, 1, int64(time.Hour), 1, int64(1))
 	f.Add(0.0, 0, int64(0), 0, int64(0))
@@ -34,8 +32,7 @@ func FuzzNew(f *testing.F) {
 	f.Add(1.0, 0, int64(0), -1, int64(0))
 	f.Add(1.0, 0, int64(0), 0, int64(-1))
 	f.Fuzz(func(t *testing.T, r float64, burst int, maxWait int64, maxKeys int, idle int64) {
-		cfg := ratelimit.Config{Rate: rate.Limit(r), Burst: burst, MaxWait: time.Duration(maxWait)}
-		kcfg := ratelimit.KeyedConfig[int]{Rate: cfg.Rate, Burst: burst, MaxWait: cfg.MaxWait, MaxKeys: maxKeys, IdleTimeout: time.Duration(idle)}
+		cfg := withRate(ratelimit.Config{Burst: burst, MaxWait: time.Duration(maxWait), MaxKeys: maxKeys, IdleTimeout: time.Duration(idle)}, r)
 		fields := []string{"Rate", "Burst", "MaxWait", "MaxKeys", "IdleTimeout"}
 		synctest.Test(t, func(t *testing.T) {
 			l, err := ratelimit.New(cfg)
@@ -44,21 +41,11 @@ func FuzzNew(f *testing.F) {
 					t.Fatalf("%+v: New returned a limiter and the error %v", cfg, err)
 				}
 				wantFieldError(t, err, "ratelimit: ", fields...)
-			} else {
-				exercise(t, cfg, l.Burst(), ratelimit.Middleware[int, int](l))
-			}
-			k, err := ratelimit.NewKeyed(kcfg)
-			if err != nil {
-				if k != nil {
-					t.Fatalf("%+v: NewKeyed returned a limiter and the error %v", kcfg, err)
-				}
-				wantFieldError(t, err, "ratelimit: ", fields...)
 				return
 			}
-			if l == nil {
-				t.Fatalf("%+v: New refused the rate, burst and wait that NewKeyed accepted", cfg)
-			}
-			exercise(t, cfg, l.Burst(), ratelimit.PerKey[int, int](k, func(in int) int { return in % 2 }))
+			exercise(t, cfg, l.Burst(), ratelimit.Middleware[int, int](l))
+			l2 := mustNew(t, cfg)
+			exercise(t, cfg, l2.Burst(), ratelimit.Keyed[int, int](l2, func(in int) int { return in % 2 }))
 		})
 	})
 }
@@ -76,7 +63,7 @@ func exercise(t *testing.T, cfg ratelimit.Config, burst int, mw middleware.Middl
 			t.Fatalf("%+v: call %d of a burst of %d: %d, %v", cfg, i+1, burst, out, err)
 		}
 	}
-	if burst > 100 || cfg.Rate == rate.Inf {
+	if burst > 100 || float64(cfg.Rate) == inf {
 		return
 	}
 	start := time.Now()

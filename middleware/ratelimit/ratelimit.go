@@ -4,13 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/brace-go/brace/middleware"
+)
+
+// Defaults for Config.MaxKeys and Config.IdleTimeout.
+const (
+	defaultMaxKeys     = 10_000
+	defaultIdleTimeout = time.Minute
 )
 
 // ErrLimited is the sentinel every rate-limit rejection matches:
@@ -19,11 +26,15 @@ var ErrLimited = errors.New("ratelimit: limited")
 
 // LimitedError is returned when a call is refused by the limiter. It
 // matches [ErrLimited] and carries how long the caller should wait before
-// trying again. Its RetryAfter method is the server-hint contract Retry
-// honours, so Retry around RateLimit waits at least that long.
+// trying again. Its RetryAfter method is the server-hint contract retry
+// honours, so a retry around the limiter waits at least that long.
+//
+// The same *LimitedError may be returned to many callers: treat it as
+// read-only.
 type LimitedError struct {
 	// Delay is how long until the limiter would admit one call, as
-	// estimated at the moment of the refusal.
+	// estimated at the moment of the refusal and rounded up (see
+	// [Limiter.Acquire]).
 	Delay time.Duration
 }
 
@@ -37,8 +48,20 @@ func (e *LimitedError) RetryAfter() time.Duration { return e.Delay }
 
 // Rejected reports true: the call was refused before it reached the
 // downstream, so a circuit breaker around the limiter does not count it as
-// the downstream's failure (breaker.DefaultClassify ignores it).
+// the downstream's failure.
 func (e *LimitedError) Rejected() bool { return true }
+
+// ErrNaNKey is returned by a [Keyed] adapter, without running the stage or
+// taking a token, for a key that is not equal to itself: a key holding a
+// floating-point NaN could never be found again in the table. Its
+// Rejected method reports true and its Retryable method false.
+var ErrNaNKey error = nanKeyError{}
+
+type nanKeyError struct{}
+
+func (nanKeyError) Error() string   { return "ratelimit: key is not equal to itself (NaN)" }
+func (nanKeyError) Rejected() bool  { return true }
+func (nanKeyError) Retryable() bool { return false }
 
 // Config configures a [Limiter]. Rate is required; every other field has a
 // default.
@@ -60,192 +83,274 @@ type Config struct {
 	// would outlast the caller's context deadline.
 	MaxWait time.Duration
 
-	// OnLimited, if set, is called after each rejection with the delay the
-	// caller is told to wait. It is called outside any lock.
-	OnLimited func(delay time.Duration)
+	// MaxKeys bounds the number of keys each [Keyed] table holds. When a
+	// new key arrives and the table is full, the least recently used key
+	// is forgotten. Zero means 10,000. Unused without Keyed.
+	MaxKeys int
 
-	// Logger, if set, receives a Warn record "ratelimit: limited" with the
-	// attribute "delay" (and "name") for each rejection. Nil means silent.
-	Logger *slog.Logger
+	// IdleTimeout is how long a key must go unused before a [Keyed] table
+	// may forget it, which happens only once its bucket has also refilled,
+	// so forgetting never changes what a key is allowed. Zero means
+	// one minute. Unused without Keyed.
+	IdleTimeout time.Duration
 
-	// Name, if not empty, is added to log records as "name".
+	// Name is the instance's name in its events ([middleware.Event].Name).
 	Name string
 
-	// Counter, if set, counts admitted and limited calls (see [Counter]).
-	// Nil means no counting, at the cost of one nil check per call.
-	Counter *Counter
+	// Observer, if not nil, receives a [middleware.Rejected] event for each
+	// refusal (Reason "rate" with Delay the retry-after, or Reason "key"
+	// for [ErrNaNKey]) and a [middleware.Waited] event for each call
+	// admitted after waiting (Wait), on the caller's goroutine, outside
+	// any lock.
+	Observer middleware.Observer
 }
 
-// settings is the validated form shared by Limiter and Keyed.
+// Stats is a snapshot of what a [Limiter] has done.
+type Stats struct {
+	Rejected uint64 // calls refused (Rejected events): rate limited, or a NaN key
+	Waited   uint64 // calls admitted after waiting for their token (Waited events)
+	Keys     int64  // keys held now, over all of the Limiter's Keyed tables
+}
+
+// settings is the validated, immutable part of a Limiter.
 type settings struct {
-	limit   rate.Limit
+	rate    float64 // tokens per second; +Inf or MaxFloat64 (rate.Inf) for no limit
+	inf     bool
 	burst   int
 	maxWait time.Duration
+
+	// errs holds the refusals of reject mode, one per step of grid up to
+	// the time one token takes, built on first use and shared from then
+	// on, so that a refusal allocates nothing.
+	grid time.Duration
+	errs []atomic.Pointer[LimitedError]
 }
 
-func validate(r rate.Limit, burst int, maxWait time.Duration) (settings, error) {
+// maxErrs bounds the refusals kept per Limiter.
+const maxErrs = 256
+
+func validate(cfg Config) (settings, error) {
+	r := float64(cfg.Rate)
 	switch {
-	case math.IsNaN(float64(r)) || r <= 0:
-		return settings{}, fmt.Errorf("ratelimit: Rate must be positive (or rate.Inf), got %v", float64(r))
-	case burst < 0:
-		return settings{}, fmt.Errorf("ratelimit: Burst must not be negative, got %d", burst)
-	case maxWait < 0:
-		return settings{}, fmt.Errorf("ratelimit: MaxWait must not be negative, got %v", maxWait)
+	case math.IsNaN(r) || r <= 0:
+		return settings{}, fmt.Errorf("ratelimit: Rate must be positive (or rate.Inf), got %v", r)
+	case cfg.Burst < 0:
+		return settings{}, fmt.Errorf("ratelimit: Burst must not be negative, got %d", cfg.Burst)
+	case cfg.MaxWait < 0:
+		return settings{}, fmt.Errorf("ratelimit: MaxWait must not be negative, got %v", cfg.MaxWait)
+	case cfg.MaxKeys < 0:
+		return settings{}, fmt.Errorf("ratelimit: MaxKeys must not be negative, got %d", cfg.MaxKeys)
+	case cfg.IdleTimeout < 0:
+		return settings{}, fmt.Errorf("ratelimit: IdleTimeout must not be negative, got %v", cfg.IdleTimeout)
 	}
-	if burst == 0 {
-		burst = 1
-		if r != rate.Inf && float64(r) > 1 {
-			burst = int(min(math.Ceil(float64(r)), math.MaxInt32))
+	s := settings{rate: r, inf: cfg.Rate == rate.Inf || math.IsInf(r, 1), burst: cfg.Burst, maxWait: cfg.MaxWait}
+	if s.burst == 0 {
+		s.burst = 1
+		if !s.inf && r > 1 {
+			s.burst = int(min(math.Ceil(r), math.MaxInt32))
 		}
 	}
-	return settings{limit: r, burst: burst, maxWait: maxWait}, nil
+	if !s.inf {
+		// A refusal in reject mode waits for at most one token.
+		interval := durationCeil(float64(time.Second) / r)
+		s.grid = max(time.Millisecond, durationCeil(float64(interval)/maxErrs))
+		steps := interval / s.grid // the step of a delay of interval, rounded up
+		if interval%s.grid != 0 {
+			steps++
+		}
+		if n := steps + 1; n <= maxErrs+1 {
+			s.errs = make([]atomic.Pointer[LimitedError], n)
+		}
+	}
+	return s, nil
+}
+
+// limitedError returns the refusal for a retry-after of d: d rounded up
+// to the grid, shared with every refusal of that step, or a new one when
+// d is beyond the table (a refusal in wait mode).
+func (s *settings) limitedError(d time.Duration) *LimitedError {
+	if s.grid <= 0 || d < 0 {
+		return &LimitedError{Delay: d}
+	}
+	i := d / s.grid
+	if d%s.grid != 0 {
+		i++
+	}
+	if i >= time.Duration(len(s.errs)) || i > math.MaxInt64/s.grid {
+		return &LimitedError{Delay: d} // beyond the table, or a step that would overflow
+	}
+	if e := s.errs[i].Load(); e != nil {
+		return e
+	}
+	e := &LimitedError{Delay: i * s.grid}
+	if !s.errs[i].CompareAndSwap(nil, e) {
+		return s.errs[i].Load()
+	}
+	return e
 }
 
 // Limiter is a token-bucket rate limiter shared by every stage it guards,
 // whatever their types. Build it with [New] and apply it with
-// [Middleware], or call [Limiter.Admit] directly. It is safe for
-// concurrent use.
+// [Middleware] (one bucket for all calls) or [Keyed] (one bucket per
+// key), or use [Limiter.Acquire] directly. It is safe for concurrent use.
 type Limiter struct {
-	lim       *rate.Limiter
-	s         settings
-	onLimited func(time.Duration)
-	logger    *slog.Logger
-	name      string
-	counter   *Counter
+	s        settings
+	maxKeys  int
+	idle     time.Duration
+	name     string
+	obs      middleware.Observer
+	rejected atomic.Uint64
+	waited   atomic.Uint64
+	keys     atomic.Int64
+
+	mu sync.Mutex
+	b  bucket // the shared bucket of Middleware and Acquire, guarded by mu
+
+	tablesMu sync.Mutex
+	tables   map[any]any // Keyed tables by key type, see table
 }
 
 // New returns a Limiter for cfg, or an error naming the first invalid
 // field.
 func New(cfg Config) (*Limiter, error) {
-	s, err := validate(cfg.Rate, cfg.Burst, cfg.MaxWait)
+	s, err := validate(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Limiter{
-		lim:       rate.NewLimiter(s.limit, s.burst),
-		s:         s,
-		onLimited: cfg.OnLimited,
-		logger:    cfg.Logger,
-		name:      cfg.Name,
-		counter:   cfg.Counter,
-	}, nil
+	l := &Limiter{s: s, maxKeys: cfg.MaxKeys, idle: cfg.IdleTimeout, name: cfg.Name, obs: cfg.Observer}
+	if l.maxKeys == 0 {
+		l.maxKeys = defaultMaxKeys
+	}
+	if l.idle == 0 {
+		l.idle = defaultIdleTimeout
+	}
+	return l, nil
 }
 
-// Burst returns the bucket size in use (Config.Burst or its default).
-func (l *Limiter) Burst() int { return l.s.burst }
+// Stats returns the counts so far. It has no side effects.
+func (l *Limiter) Stats() Stats {
+	return Stats{Rejected: l.rejected.Load(), Waited: l.waited.Load(), Keys: l.keys.Load()}
+}
 
-// Admit takes a token for one call. It returns nil when the call may go
-// ahead, a *[LimitedError] when it is refused, and ctx.Err() when the
-// context has ended, before or while waiting; a token taken for a waiter
-// that leaves is given back.
-func (l *Limiter) Admit(ctx context.Context) error {
+// Permit is an admission by [Limiter.Acquire]. Finish it with Done when
+// the work it admitted is over. It is a small value: taking one allocates
+// nothing.
+type Permit struct {
+	l *Limiter
+}
+
+// Done finishes the permit with the work's error. A rate limiter has
+// nothing to settle today (the token is spent when the call is admitted),
+// so Done only zeroes the permit; it is where a limiter that charges by
+// cost will settle it. A second Done, or Done on the zero Permit, does
+// nothing.
+func (p *Permit) Done(err error) { *p = Permit{} }
+
+// Acquire takes a token from the Limiter's shared bucket. It returns a
+// Permit when the call may go ahead; a *[LimitedError] when it is refused,
+// whose Delay is when capacity returns (rounded up, in reject mode, to a
+// step of 1ms or of 1/256 of the time one token takes, whichever is
+// larger, so that refusals can be shared and allocate nothing); and
+// ctx.Err() when the context has ended, before (taking no token) or while
+// waiting (giving the reserved token back).
+func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return Permit{}, err
+	}
+	if l.s.inf {
+		return Permit{l}, nil
 	}
 	now := time.Now()
-	if l.lim.AllowN(now, 1) {
-		l.counter.admit(nil)
-		return nil
+	l.mu.Lock()
+	if l.b.take(now, &l.s) {
+		l.mu.Unlock()
+		return Permit{l}, nil
 	}
 	if l.s.maxWait == 0 {
-		return l.refuse(ctx, delayFor(l.lim, now))
+		d := l.b.delay(now, &l.s)
+		l.mu.Unlock()
+		return Permit{}, l.refuse(ctx, d)
 	}
-	err := l.wait(ctx, now)
-	l.counter.admit(err)
+	dl, hasDL := ctx.Deadline()
+	wait, ok := l.b.reserve(now, &l.s, l.s.maxWait, dl, hasDL)
+	l.mu.Unlock()
+	if !ok {
+		return Permit{}, l.refuse(ctx, wait)
+	}
+	if err := sleep(ctx, wait); err != nil {
+		l.mu.Lock()
+		l.b.cancel(time.Now(), now.Add(wait), &l.s)
+		l.mu.Unlock()
+		return Permit{}, err
+	}
+	l.waitedFor(ctx, wait)
+	return Permit{l}, nil
+}
+
+// refuse counts and reports a refusal with a retry-after of d.
+func (l *Limiter) refuse(ctx context.Context, d time.Duration) error {
+	l.rejected.Add(1)
+	err := l.s.limitedError(d)
+	if l.obs != nil {
+		middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Rejected, Concern: "ratelimit", Name: l.name, Reason: "rate", Delay: err.Delay, Err: err})
+	}
 	return err
 }
 
-// wait reserves a token and waits for it, within MaxWait and the context.
-func (l *Limiter) wait(ctx context.Context, now time.Time) error {
-	r := l.lim.ReserveN(now, 1)
-	delay, ok := waitable(ctx, r, now, l.s.maxWait)
-	if !ok {
-		return l.refuse(ctx, delay)
+// refuseKey counts and reports a refusal of a NaN key.
+func (l *Limiter) refuseKey(ctx context.Context) error {
+	l.rejected.Add(1)
+	if l.obs != nil {
+		middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Rejected, Concern: "ratelimit", Name: l.name, Reason: "key", Err: ErrNaNKey})
 	}
-	return sleep(ctx, r, delay)
+	return ErrNaNKey
 }
 
-func (l *Limiter) refuse(ctx context.Context, delay time.Duration) error {
-	l.counter.limit()
-	if l.onLimited != nil {
-		l.onLimited(delay)
-	}
-	if l.logger != nil {
-		logLimited(ctx, l.logger, l.name, slog.Duration("delay", delay))
-	}
-	return &LimitedError{Delay: delay}
-}
-
-// logLimited logs a rejection with attrs and, if set, name.
-func logLimited(ctx context.Context, logger *slog.Logger, name string, attrs ...slog.Attr) {
-	if !logger.Enabled(ctx, slog.LevelWarn) {
+// waitedFor counts and reports an admission after a wait of d.
+func (l *Limiter) waitedFor(ctx context.Context, d time.Duration) {
+	if d <= 0 {
 		return
 	}
-	if name != "" {
-		attrs = append(attrs, slog.String("name", name))
+	l.waited.Add(1)
+	if l.obs != nil {
+		middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Waited, Concern: "ratelimit", Name: l.name, Wait: d})
 	}
-	logger.LogAttrs(ctx, slog.LevelWarn, "ratelimit: limited", attrs...)
 }
 
-// delayFor estimates how long until lim holds one whole token.
-func delayFor(lim *rate.Limiter, now time.Time) time.Duration {
-	missing := 1 - lim.TokensAt(now)
-	if missing <= 0 {
-		return 0
-	}
-	return time.Duration(math.Ceil(missing / float64(lim.Limit()) * float64(time.Second)))
-}
-
-// waitable reports the reservation's delay and whether the caller may wait
-// that long; if not, the reservation has been cancelled.
-func waitable(ctx context.Context, r *rate.Reservation, now time.Time, maxWait time.Duration) (time.Duration, bool) {
-	delay := r.DelayFrom(now)
-	if !r.OK() {
-		return delay, false // cannot happen with Burst >= 1; kept for safety
-	}
-	if dl, has := ctx.Deadline(); delay > maxWait || (has && now.Add(delay).After(dl)) {
-		r.CancelAt(now)
-		return delay, false
-	}
-	return delay, true
-}
-
-// sleep waits out a reservation, giving it back if ctx ends first.
-func sleep(ctx context.Context, r *rate.Reservation, delay time.Duration) error {
-	if delay <= 0 {
+// sleep waits for d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(delay)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		r.Cancel()
 		return ctx.Err()
 	}
 }
 
-// errNilLimiter is what a stage guarded by a nil limiter returns.
-var errNilLimiter = errors.New("ratelimit: nil limiter")
-
-// Middleware returns a middleware that admits each call through l before
-// running the stage, and returns l's refusal or the context error without
-// running it otherwise. One Limiter may guard stages of different types;
-// they all draw from the same bucket. A nil l makes every call fail with an
-// error rather than go unlimited.
+// Middleware returns a middleware that admits each call through l's
+// shared bucket ([Limiter.Acquire]) before running the stage, and returns
+// l's refusal or the context error without running it otherwise. One
+// Limiter may guard stages of different types; they all draw from the
+// same bucket. A nil l is a programmer error: Middleware panics.
 func Middleware[In, Out any](l *Limiter) middleware.Middleware[In, Out] {
+	if l == nil {
+		panic("ratelimit: nil *Limiter (was New's error ignored?)")
+	}
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
-		next = middleware.Apply(next)
-		return func(ctx context.Context, in In) (Out, error) {
-			if l == nil {
-				var zero Out
-				return zero, errNilLimiter
+		if next == nil {
+			panic("middleware: nil stage")
+		}
+		return func(ctx context.Context, in In) (out Out, err error) {
+			p, err := l.Acquire(ctx)
+			if err != nil {
+				return out, err
 			}
-			if err := l.Admit(ctx); err != nil {
-				var zero Out
-				return zero, err
-			}
+			defer func() { p.Done(err) }()
 			return next(ctx, in)
 		}
 	}

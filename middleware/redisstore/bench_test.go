@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brace-go/brace/internal/redistest"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/redisstore"
+	"github.com/brace-go/brace/middleware/redisstore/internal/redistest"
 )
 
 var sink int
@@ -23,11 +23,6 @@ func direct(_ context.Context, in int) (int, error) { return in + 1, nil }
 // benchmark includes those refreshes.
 func BenchmarkBreakerClosed(b *testing.B) {
 	c := redistest.Shared(b).Client(b)
-	rs, err := redisstore.NewBreakerStore(c, b.Name(), redisstore.BreakerConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rs.Reset(context.Background())
 	ctx := context.Background()
 	b.Run("Direct", func(b *testing.B) {
 		var s middleware.Stage[int, int] = direct
@@ -43,17 +38,20 @@ func BenchmarkBreakerClosed(b *testing.B) {
 		{"Consecutive", breaker.Config{}},
 		{"Rate", breaker.Config{FailureRate: 0.5}},
 	} {
-		for _, st := range []struct {
-			name  string
-			store breaker.Store
-		}{
-			{"NoStore", nil},
-			{"MemoryStore", breaker.NewMemoryStore()},
-			{"RedisStore", rs},
-		} {
-			b.Run(mode.name+"/"+st.name, func(b *testing.B) {
+		for _, st := range []string{"NoStore", "MemoryStore", "RedisStore"} {
+			b.Run(mode.name+"/"+st, func(b *testing.B) {
 				cfg := mode.cfg
-				cfg.Store = st.store
+				switch st {
+				case "MemoryStore":
+					cfg.Store = breaker.NewMemoryStore()
+				case "RedisStore":
+					rs, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: c, Name: b.Name()})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer rs.Reset(context.Background())
+					cfg.Store = rs
+				}
 				br, err := breaker.New(cfg)
 				if err != nil {
 					b.Fatal(err)
@@ -73,11 +71,6 @@ func BenchmarkBreakerClosed(b *testing.B) {
 // script's own cost is the difference.
 func BenchmarkRoundTrip(b *testing.B) {
 	c := redistest.Shared(b).Client(b)
-	rs, err := redisstore.NewBreakerStore(c, b.Name(), redisstore.BreakerConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rs.Reset(context.Background())
 	ctx := context.Background()
 	b.Run("Ping", func(b *testing.B) {
 		b.ReportAllocs()
@@ -92,18 +85,74 @@ func BenchmarkRoundTrip(b *testing.B) {
 		p    breaker.Policy
 		op   breaker.Op
 	}{
-		{"Acquire", breaker.Policy{Threshold: 5, OpenTimeout: time.Minute, Probes: 1, SuccessThreshold: 1}, breaker.Op{Kind: breaker.OpAcquire}},
+		{"Acquire", breaker.Policy{Threshold: 5, OpenTimeout: time.Minute, Probes: 1, SuccessThreshold: 1, ProbeLease: time.Second}, breaker.Op{Kind: breaker.OpAcquire}},
 		// Failures of an old generation: the script runs in full but the
 		// breaker never opens, so every iteration costs the same.
-		{"Failure", breaker.Policy{Threshold: 5, OpenTimeout: time.Minute, Probes: 1, SuccessThreshold: 1}, breaker.Op{Kind: breaker.OpResult, Gen: 1 << 40, Failures: 1}},
-		{"RateWindow", breaker.Policy{FailureRate: 1, MinCalls: 1 << 30, Buckets: 10, BucketWidth: time.Second, OpenTimeout: time.Minute, Probes: 1, SuccessThreshold: 1}, breaker.Op{Kind: breaker.OpResult, Gen: 1, Failures: 1}},
+		{"Failure", breaker.Policy{Threshold: 5, OpenTimeout: time.Minute, Probes: 1, SuccessThreshold: 1, ProbeLease: time.Second}, breaker.Op{Kind: breaker.OpResult, Gen: 1 << 40, Failures: 1}},
+		{"RateWindow", breaker.Policy{FailureRate: 1, MinCalls: 1 << 30, Buckets: 10, BucketWidth: time.Second, OpenTimeout: time.Minute, Probes: 1, SuccessThreshold: 1, ProbeLease: time.Second}, breaker.Op{Kind: breaker.OpResult, Gen: 1, Failures: 1}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
+			rs, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: c, Name: b.Name()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rs.Reset(context.Background())
+			rs.Bind(tc.p)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := rs.Update(ctx, &tc.p, tc.op); err != nil {
+				if _, err := rs.Update(ctx, tc.op); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkLimiter measures an admitted call (acquire, release) and a
+// refused one.
+func BenchmarkLimiter(b *testing.B) {
+	c := redistest.Shared(b).Client(b)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		capacity int64
+	}{{"Admitted", 1 << 20}, {"Rejected", 1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			l, err := redisstore.NewLimiter(redisstore.LimiterConfig{Client: c, Name: b.Name(), Capacity: tc.capacity})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if tc.name == "Rejected" {
+				p, _ := l.Acquire(ctx)
+				defer p.Done(nil)
+			}
+			s := middleware.Apply(direct, redisstore.LimiterMiddleware[int, int](l))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				sink, _ = s(ctx, i)
+			}
+		})
+	}
+}
+
+// BenchmarkDedup measures a cache hit and a leader (no cache: every call
+// leads, as no other is in flight).
+func BenchmarkDedup(b *testing.B) {
+	c := redistest.Shared(b).Client(b)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"CacheHit", time.Minute}, {"Leader", 0}} {
+		b.Run(tc.name, func(b *testing.B) {
+			d, err := redisstore.NewDedup(redisstore.DedupConfig{Client: c, Name: b.Name(), TTL: tc.ttl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := middleware.Apply(direct, redisstore.DedupMiddleware[int, int](d, func(int) string { return "k" }))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				sink, _ = s(ctx, i)
 			}
 		})
 	}

@@ -2,75 +2,136 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultBreakerTTL is how long an unused breaker's state lives in Redis
-// when BreakerConfig.TTL is zero.
-const DefaultBreakerTTL = time.Hour
+// defaultBreakerTTL is how long an unused breaker's state lives in Redis
+// when BreakerStoreConfig.TTL is zero.
+const defaultBreakerTTL = time.Hour
 
-// BreakerConfig configures a [BreakerStore]. The zero value is valid: keys
-// start with "brace", each Update is bounded by 100ms and state unused for
-// an hour expires.
-type BreakerConfig struct {
-	// Prefix starts every key. Default [DefaultPrefix]. It must not
+// BreakerStoreConfig configures a [BreakerStore]. Client and Name are
+// required; the zero value of every other field means its default.
+type BreakerStoreConfig struct {
+	// Client is the Redis client: a single-node, Sentinel or Cluster
+	// client. It must bound commands by their context
+	// (ContextTimeoutEnabled); see the package doc, "Client options".
+	Client redis.UniversalClient
+	// Name is the breaker's shared name: every BreakerStore with the same
+	// Client (server), Prefix and Name shares one state. It names the
+	// store in events and in its key, prefix:{breaker:<Name>}:state, and
+	// must not contain '{' or '}'.
+	Name string
+	// Prefix starts every key. Default "brace". It must not
 	// contain '{' or '}'.
 	Prefix string
 	// Timeout bounds each Update, whatever the caller's context says.
-	// Default [DefaultTimeout] (100ms).
+	// Default 100ms.
 	Timeout time.Duration
-	// TTL is how long the state lives after its last use. Default
-	// [DefaultBreakerTTL] (1h). The store never lets it expire sooner than
+	// TTL is how long the state lives after its last change. Default
+	// 1h. The store never lets it expire sooner than
 	// twice the open timeout and the window, nor before an open breaker's
 	// open time has passed.
 	TTL time.Duration
+	// Observer receives the store's events: StoreFailed for every failed
+	// operation (with its cause), StateChanged when the client's health
+	// goes "up" → "down" or back (Concern "redisstore").
+	Observer middleware.Observer
 }
 
 // BreakerStore is a [breaker.Store] in Redis: the state of one breaker,
 // shared by every breaker, in any process, that uses a store with the same
-// client, prefix and name. Build it with [NewBreakerStore] and set it as
-// breaker.Config.Store. It is safe for concurrent use.
+// server, prefix and name. Build it with [NewBreakerStore] and set it as
+// breaker.Config.Store; breaker.New binds it to the breaker's policy. It
+// is safe for concurrent use.
 type BreakerStore struct {
-	common
+	*common
 	key string
 	ttl time.Duration
+
+	mu     sync.Mutex
+	policy *breaker.Policy // set by Bind
 
 	// now, when set (tests only), replaces the server's clock: it returns
 	// microseconds.
 	now func() int64
 }
 
-// NewBreakerStore returns the store for the breaker called name. The
-// breaker's state is one hash, prefix:{breaker:name}:state. The client
-// must bound commands by their context (see [BreakerConfig] and the
-// package doc); a single-node, Sentinel or Cluster client all work.
-func NewBreakerStore(client redis.UniversalClient, name string, cfg BreakerConfig) (*BreakerStore, error) {
+// NewBreakerStore returns the store of the breaker called cfg.Name.
+func NewBreakerStore(cfg BreakerStoreConfig) (*BreakerStore, error) {
 	if cfg.TTL < 0 {
-		return nil, fmt.Errorf("redisstore: TTL must be positive, got %v", cfg.TTL)
+		return nil, fmt.Errorf("redisstore: TTL must not be negative, got %v", cfg.TTL)
 	}
-	c, err := newCommon(client, name, cfg.Prefix, cfg.Timeout)
+	c, err := newCommon("breaker", cfg.Client, cfg.Name, cfg.Prefix, cfg.Timeout, cfg.Observer)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.TTL == 0 {
-		cfg.TTL = DefaultBreakerTTL
+		cfg.TTL = defaultBreakerTTL
 	}
-	return &BreakerStore{common: c, key: c.key("breaker", name, "state"), ttl: cfg.TTL}, nil
+	return &BreakerStore{common: c, key: c.key("breaker", "state"), ttl: cfg.TTL}, nil
 }
 
-// Key returns the Redis key of the breaker's state.
-func (s *BreakerStore) Key() string { return s.key }
+// Stats returns the store's counts: StoreFailures and Down. It does no
+// I/O.
+func (s *BreakerStore) Stats() Stats {
+	return Stats{StoreFailures: s.failures.Load(), Down: s.health.isDown()}
+}
+
+// Bind implements [breaker.Store]: breaker.New calls it once with the
+// breaker's policy, before any Update. Binding again with an equal policy
+// (a second breaker in the process sharing the store) is allowed; with a
+// different one it is an error, since every breaker sharing a state must
+// apply the same rules.
+func (s *BreakerStore) Bind(p breaker.Policy) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.policy != nil {
+		if *s.policy != p {
+			return fmt.Errorf("redisstore: breaker store %q is already bound to another policy (%+v); every breaker sharing a store must have the same policy", s.name, *s.policy)
+		}
+		return nil
+	}
+	s.policy = &p
+	return nil
+}
+
+func (s *BreakerStore) bound() *breaker.Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policy
+}
+
+var errUnbound = errors.New("redisstore: breaker store used before Bind (give it to breaker.New as Config.Store)")
 
 // Update implements [breaker.Store]: one atomic script, one round trip
 // (two when the server lost the script), bounded by the configured
 // Timeout. It is never retried by go-redis, so a result is counted at most
-// once; an error means the operation may not have been applied.
-func (s *BreakerStore) Update(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error) {
+// once; an error means the operation may not have been applied. While the
+// client is down (see [ErrStoreDown]) it returns at once without sending
+// anything.
+func (s *BreakerStore) Update(ctx context.Context, op breaker.Op) (breaker.Snapshot, error) {
+	p := s.bound()
+	if p == nil {
+		return breaker.Snapshot{}, errUnbound
+	}
+	if s.skip(ctx) {
+		return breaker.Snapshot{}, s.downErr()
+	}
+	snap, err := s.update(ctx, p, op)
+	s.done(ctx, err)
+	return snap, err
+}
+
+func (s *BreakerStore) update(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ttl := max(s.ttl, 2*p.OpenTimeout, 2*time.Duration(p.Buckets)*p.BucketWidth)
@@ -83,21 +144,40 @@ func (s *BreakerStore) Update(ctx context.Context, p *breaker.Policy, op breaker
 		micros(op.OpenFor), int(op.State),
 		p.Threshold, strconv.FormatFloat(p.FailureRate, 'g', -1, 64), strconv.FormatFloat(p.SlowCallRate, 'g', -1, 64),
 		p.MinCalls, p.Buckets, micros(p.BucketWidth), micros(p.OpenTimeout), p.Probes, p.SuccessThreshold,
-		ttl.Milliseconds(), now)
+		ttl.Milliseconds(), now, micros(p.ProbeLease))
 	if err != nil {
-		return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: %w", s.key, err)
+		if redis.HasErrorPrefix(err, "BRACECORRUPT") {
+			return breaker.Snapshot{}, s.errorf("%w: key %s: %s", ErrCorrupt, s.key, err.Error()[len("BRACECORRUPT "):])
+		}
+		return breaker.Snapshot{}, s.errorf("%w", err)
+	}
+	return parseSnapshot(v, p, s)
+}
+
+// parseSnapshot validates and converts the script's reply.
+func parseSnapshot(v any, p *breaker.Policy, s *BreakerStore) (breaker.Snapshot, error) {
+	bad := func() (breaker.Snapshot, error) {
+		return breaker.Snapshot{}, s.errorf("%w: unexpected script reply %v", ErrCorrupt, v)
 	}
 	r, ok := v.([]any)
 	if !ok || len(r) != 12 {
-		return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: unexpected script reply %v", s.key, v)
+		return bad()
 	}
-	var n [12]int64
+	n := make([]int64, len(r))
 	for i, x := range r {
 		if n[i], ok = x.(int64); !ok {
-			return breaker.Snapshot{}, fmt.Errorf("redisstore: breaker %s: unexpected script reply %v", s.key, v)
+			return bad()
 		}
 	}
-	return breaker.Snapshot{
+	if n[0] < 0 || n[0] > int64(breaker.ForcedClosed) || n[1] < 1 || n[8] < 0 || n[11] < 0 {
+		return bad()
+	}
+	for _, c := range n[2:8] {
+		if c < 0 {
+			return bad()
+		}
+	}
+	snap := breaker.Snapshot{
 		State: breaker.State(n[0]),
 		Gen:   uint64(n[1]),
 		Counts: breaker.Counts{
@@ -108,7 +188,8 @@ func (s *BreakerStore) Update(ctx context.Context, p *breaker.Policy, op breaker
 		Admitted:   n[9] == 1,
 		Probe:      n[10] == 1,
 		Seq:        uint64(n[11]),
-	}, nil
+	}
+	return snap, nil
 }
 
 // Reset deletes the shared state: every breaker using it reads it as
@@ -117,8 +198,9 @@ func (s *BreakerStore) Update(ctx context.Context, p *breaker.Policy, op breaker
 func (s *BreakerStore) Reset(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	start := time.Now()
 	if err := s.client.Del(ctx, s.key).Err(); err != nil {
-		return fmt.Errorf("redisstore: breaker %s: %w", s.key, err)
+		return s.errorf("reset: %w", withCause(s.client, ctxErr(ctx, err), start))
 	}
 	return nil
 }
@@ -130,28 +212,38 @@ func b2i(b bool) int {
 	return 0
 }
 
-// micros converts d to whole microseconds, the resolution of Redis TIME.
-func micros(d time.Duration) int64 { return int64(d / time.Microsecond) }
-
 // breakerScript is breaker's machine.step (middleware/breaker/state.go) in
 // Lua, on the server's clock in microseconds. It must stay in step with
 // the Go code: TestConformance runs both on the same operations.
 //
 // KEYS[1] is the breaker's hash: st state, g generation, u open deadline,
-// p probes taken, k probe successes, c consecutive failures, s and f
-// successes and failures of the generation (consecutive mode and
-// non-closed states), q the sequence number of the last change, sh the
-// window's shape, and b<i> the window's bucket i as
-// "number,successes,failures,slow".
+// p probes taken, k probe successes, l the probe lease's end, c
+// consecutive failures, s and f successes and failures of the generation
+// (consecutive mode and non-closed states), q the sequence number of the
+// last change, sh the window's shape, and b<i> the window's bucket i as
+// "number,successes,failures,slow". A field that does not parse, or a
+// state that is not one of the five, is an error reply (BRACECORRUPT):
+// the breaker then uses its local state, and the store reports it.
+//
+// Probe slots are leases on the server's clock (the probe lease rule): an
+// OpAcquire in half-open state that finds every slot taken and the lease
+// over (now >= l) takes back the slots of probes that have not reported
+// (p = k); an admitted probe sets l = now + ProbeLease. So no lost reply,
+// crashed holder or lost slot keeps the breaker half-open for longer than
+// ProbeLease.
+//
+// The key's expiry is refreshed only by a run that changes the state, so
+// rejections alone never keep a state alive.
 //
 // Snapshot.Seq: every run that changes the hash stores q = max(q + 1,
 // now), so it grows with each change and, being at least the server's time
-// in µs, also across the key expiring or being deleted (a new key's first
-// change is far above any q the old key reached, unless the server's clock
-// stepped back by more than the time the key was gone). A run that changes
-// nothing returns q unchanged, or now - 1 when there is no key: below
-// anything a later change stores. In µs since 1970, q stays exactly
-// representable as a Lua double (2^53) until the year 2255.
+// in µs, also across the key expiring or being deleted. A run that changes
+// nothing returns q unchanged, or now - 1 when there is no key. In µs
+// since 1970, q stays exactly representable as a Lua double (2^53) until
+// the year 2255.
+//
+// The reply: state, gen, successes, failures, slow, consecutive, probes,
+// probe successes, retry-after (µs), admitted, probe, seq.
 var breakerScript = newScript(`
 redis.replicate_commands()
 local key = KEYS[1]
@@ -161,6 +253,8 @@ local openfor, force = tonumber(ARGV[8]), tonumber(ARGV[9])
 local threshold, failrate, slowrate = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local mincalls, nb, width = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
 local opentimeout, P, sthr, ttl = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
+local plen = tonumber(ARGV[21])
+local MAX = 9007199254740992
 local now
 if ARGV[20] ~= '' then
 	now = tonumber(ARGV[20])
@@ -172,10 +266,22 @@ end
 local h = redis.call('HGETALL', key)
 local m = {}
 for i = 1, #h, 2 do m[h[i]] = h[i + 1] end
-local state, gen, untl = tonumber(m.st or 0), tonumber(m.g or 1), tonumber(m.u or 0)
-local probes, pok, consec = tonumber(m.p or 0), tonumber(m.k or 0), tonumber(m.c or 0)
-local succ, fail = tonumber(m.s or 0), tonumber(m.f or 0)
-local seq = tonumber(m.q or 0)
+local bad
+local function num(f, def, lo, hi)
+	local v = m[f]
+	if v == nil then return def end
+	local n = tonumber(v)
+	if n == nil or n ~= math.floor(n) or n < lo or n > hi then
+		bad = bad or (f .. '=' .. v)
+		return def
+	end
+	return n
+end
+local state, gen, untl = num('st', 0, 0, 4), num('g', 1, 1, MAX), num('u', 0, -MAX, MAX)
+local probes, pok, consec = num('p', 0, 0, MAX), num('k', 0, 0, MAX), num('c', 0, 0, MAX)
+local lease = num('l', 0, -MAX, MAX)
+local succ, fail = num('s', 0, 0, MAX), num('f', 0, 0, MAX)
+local seq = num('q', 0, 0, MAX)
 local rate = threshold == 0
 local shape = 'c'
 if rate then shape = 'r:' .. nb .. ':' .. width end
@@ -192,10 +298,15 @@ elseif rate then
 		local v = m['b' .. i]
 		if v then
 			local a, b, c, d = string.match(v, '^(-?%d+),(%d+),(%d+),(%d+)$')
-			win[i] = {tonumber(a), tonumber(b), tonumber(c), tonumber(d)}
+			if not a then
+				bad = bad or ('b' .. i .. '=' .. v)
+			else
+				win[i] = {tonumber(a), tonumber(b), tonumber(c), tonumber(d)}
+			end
 		end
 	end
 end
+if bad then return redis.error_reply('BRACECORRUPT field ' .. string.sub(bad, 1, 64)) end
 
 local function counts()
 	if rate and state == 0 then
@@ -214,7 +325,7 @@ end
 
 local function setState(to)
 	state, gen = to, gen + 1
-	probes, pok, consec, succ, fail = 0, 0, 0, 0, 0
+	probes, pok, consec, succ, fail, lease = 0, 0, 0, 0, 0, 0
 	for i = 0, nb - 1 do
 		if win[i] then win[i], dirty[i] = nil, true end
 	end
@@ -224,7 +335,7 @@ local function open()
 	local d = opentimeout
 	if openfor > 0 then d = openfor end
 	setState(1)
-	untl = now + d
+	untl = math.min(now + d, MAX)
 end
 
 local function bucketAt()
@@ -243,11 +354,12 @@ local function record()
 	if state == 2 then
 		if probe ~= 1 then return end
 		if F > 0 then
+			fail = fail + F
 			open()
 		elseif S > 0 then
 			pok = pok + 1
 			if pok >= sthr then setState(0) end
-		elseif I > 0 then
+		elseif I > 0 and probes > pok then
 			probes = probes - 1
 		end
 	elseif state == 4 then
@@ -275,9 +387,13 @@ local admitted, isprobe = 0, 0
 if kind == 1 then
 	if state == 0 or state == 4 then
 		admitted = 1
-	elseif state == 2 and probes < P then
-		probes = probes + 1
-		admitted, isprobe = 1, 1
+	elseif state == 2 then
+		if probes >= P and now >= lease then probes = pok end
+		if probes < P then
+			probes = probes + 1
+			lease = math.min(now + plen, MAX)
+			admitted, isprobe = 1, 1
+		end
 	end
 elseif kind == 2 then
 	if opgen == gen then record() end
@@ -287,7 +403,7 @@ end
 
 -- Write back what changed; a breaker that was never used and did not
 -- change leaves no key.
-local vals = {st = state, g = gen, u = untl, p = probes, k = pok, c = consec, s = succ, f = fail}
+local vals = {st = state, g = gen, u = untl, p = probes, k = pok, c = consec, s = succ, f = fail, l = lease}
 local set = {}
 for f, v in pairs(vals) do
 	if tonumber(m[f] or (f == 'g' and 1 or 0)) ~= v then
@@ -313,12 +429,10 @@ if #set > 0 then
 	set[#set + 1] = 'q'
 	set[#set + 1] = string.format('%d', seq)
 	redis.call('HSET', key, unpack(set))
+	if state == 1 and untl > now then ttl = ttl + math.ceil((untl - now) / 1000) end
+	redis.call('PEXPIRE', key, string.format('%d', math.min(ttl, MAX)))
 elseif #h == 0 then
 	seq = math.max(now - 1, 0)
-end
-if #set > 0 or #h > 0 then
-	if state == 1 and untl > now then ttl = ttl + math.ceil((untl - now) / 1000) end
-	redis.call('PEXPIRE', key, string.format('%d', ttl))
 end
 
 local cs, cf, cw = counts()

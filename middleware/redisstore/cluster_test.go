@@ -10,20 +10,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brace-go/brace/internal/redistest"
 	"github.com/brace-go/brace/middleware"
-	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/redisstore"
+	"github.com/brace-go/brace/middleware/redisstore/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
-// TestCluster runs the breaker store, the limiter and the cache on a
+// TestCluster runs the breaker store, the limiter and the dedup on a
 // Redis Cluster of three masters, through two cluster clients (two
 // processes). It shows the hash-tag layout at work: every key a script
 // touches is in one slot, which Cluster requires of a script (one whose
-// keys are in two slots fails with CROSSSLOT), while cache entries spread
-// over the masters.
+// keys are in two slots fails with CROSSSLOT), while the keys of
+// different dedup keys spread over the masters.
 func TestCluster(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	ctx := context.Background()
@@ -54,11 +53,11 @@ func TestCluster(t *testing.T) {
 	}
 
 	t.Run("hash tags", func(t *testing.T) {
-		s, err := redisstore.NewBreakerStore(a, "payments", redisstore.BreakerConfig{})
+		s, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: a, Name: "payments"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := redisstore.NewLimiter(a, "payments", 1, redisstore.LimiterConfig{})
+		l, err := redisstore.NewLimiter(redisstore.LimiterConfig{Client: a, Name: "payments", Capacity: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,12 +101,12 @@ func TestCluster(t *testing.T) {
 		}
 		for m, n := range names {
 			newBreaker := func(c redis.UniversalClient) *breaker.Breaker {
-				s, err := redisstore.NewBreakerStore(c, n, redisstore.BreakerConfig{Timeout: timeout})
+				s, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: c, Name: n, Timeout: timeout,
+					Observer: failOnStoreError(t)})
 				if err != nil {
 					t.Fatal(err)
 				}
-				return mustBreaker(t, breaker.Config{Threshold: 3, OpenTimeout: time.Minute, StoreSync: time.Hour, Store: s,
-					OnStoreError: func(err error) { t.Errorf("%s on %s: store error: %v", n, m, err) }})
+				return mustBreaker(t, breaker.Config{Threshold: 3, OpenTimeout: time.Minute, StoreSync: time.Hour, Store: s})
 			}
 			b1, b2 := newBreaker(a), newBreaker(b)
 			call(b1, errBoom)
@@ -119,7 +118,7 @@ func TestCluster(t *testing.T) {
 			if err := call(newBreaker(a), nil); !errors.Is(err, breaker.ErrOpen) {
 				t.Errorf("%s on %s: a newcomer: %v, want ErrOpen", n, m, err)
 			}
-			if got := read(t, mustStore(t, b, n), consecutive(3, time.Minute)); got.State != breaker.Open || got.Gen != 2 {
+			if got := read(t, bound(t, b, n, *consecutive(3, time.Minute))); got.State != breaker.Open || got.Gen != 2 {
 				t.Errorf("%s on %s: shared state %+v, want open at generation 2", n, m, got)
 			}
 		}
@@ -130,8 +129,8 @@ func TestCluster(t *testing.T) {
 		var stages []middleware.Stage[int, int]
 		entered, hold := make(chan struct{}, capacity+1), make(chan struct{})
 		for _, c := range []redis.UniversalClient{a, b} {
-			l, err := redisstore.NewLimiter(c, "limited", capacity, redisstore.LimiterConfig{Timeout: timeout,
-				OnStoreError: func(err error) { t.Errorf("store error: %v", err) }})
+			l, err := redisstore.NewLimiter(redisstore.LimiterConfig{Client: c, Name: "limited", Capacity: capacity, Timeout: timeout,
+				Observer: failOnStoreError(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +138,7 @@ func TestCluster(t *testing.T) {
 				entered <- struct{}{}
 				<-hold
 				return in, nil
-			}, redisstore.Limit[int, int](l)))
+			}, redisstore.LimiterMiddleware[int, int](l)))
 		}
 		var wg sync.WaitGroup
 		for i := range capacity {
@@ -151,8 +150,8 @@ func TestCluster(t *testing.T) {
 			<-entered
 		}
 		for i, s := range stages {
-			if _, err := s(ctx, 9); !errors.Is(err, backpressure.ErrShed) {
-				t.Errorf("limiter %d, capacity taken: %v, want ErrShed", i, err)
+			if _, err := s(ctx, 9); !errors.Is(err, redisstore.ErrLimited) {
+				t.Errorf("limiter %d, capacity taken: %v, want ErrLimited", i, err)
 			}
 		}
 		close(hold)
@@ -162,38 +161,52 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("cache", func(t *testing.T) {
-		var rep reports
-		cfg := redisstore.CacheConfig{TTL: time.Minute, Timeout: timeout, OnError: rep.add}
-		ca, cb := mustCache[user](t, a, cfg), mustCache[user](t, b, cfg)
-		masters := map[string]bool{}
-		for i := range 30 {
-			k := fmt.Sprint(i)
-			ca.Set(ctx, k, user{ID: i})
-			if got, ok := cb.Get(ctx, k); !ok || got.ID != i {
-				t.Errorf("entry %s through the other client: %+v, %v; want ID %d", k, got, ok, i)
-			}
-			masters[master(ca.Key(k))] = true
-		}
-		if len(masters) < 2 {
-			t.Errorf("30 entries all on %v: entries carry no hash tag and should spread", masters)
-		}
+	t.Run("dedup", func(t *testing.T) {
+		cfg := redisstore.DedupConfig{Name: "users", TTL: time.Minute, Timeout: timeout, Observer: failOnStoreError(t)}
+		cfg.Client = a
+		da := mustDedup(t, cfg)
+		cfg.Client = b
+		db := mustDedup(t, cfg)
 		var runs atomic.Int64
 		fetch := func(_ context.Context, id int) (user, error) {
 			runs.Add(1)
 			return user{ID: id, Name: "ada"}, nil
 		}
 		key := func(id int) string { return fmt.Sprint("user-", id) }
-		for _, c := range []*redisstore.Cache[user]{ca, cb} {
-			if got, err := middleware.Apply(fetch, redisstore.Cached(c, key))(ctx, 7); err != nil || got.Name != "ada" {
-				t.Errorf("Cached: %+v, %v", got, err)
+		masters := map[string]bool{}
+		for i := range 30 {
+			for _, d := range []*redisstore.Dedup{da, db} {
+				if got, err := middleware.Apply(fetch, redisstore.DedupMiddleware[int, user](d, key))(ctx, i); err != nil || got.ID != i {
+					t.Errorf("user %d: %+v, %v", i, got, err)
+				}
+			}
+			masters[master(da.Key(key(i)))] = true
+		}
+		if got := runs.Load(); got != 30 {
+			t.Errorf("stage ran %d times for 30 keys through two clients, want 30", got)
+		}
+		if len(masters) < 2 {
+			t.Errorf("30 keys all on %v: keys of different user keys should spread", masters)
+		}
+		// Keys that cut the hash tag short still keep one key's values in
+		// one slot (no CROSSSLOT).
+		for _, k := range []string{"", "}", "a}b", "{", "x}:lock"} {
+			get := middleware.Apply(func(_ context.Context, k string) (string, error) { return "v" + k, nil },
+				redisstore.DedupMiddleware[string, string](da, func(k string) string { return k }))
+			for range 2 {
+				if got, err := get(ctx, k); err != nil || got != "v"+k {
+					t.Errorf("key %q: %q, %v", k, got, err)
+				}
 			}
 		}
-		if got := runs.Load(); got != 1 {
-			t.Errorf("stage ran %d times for one key through two clients, want 1", got)
-		}
-		if errs := rep.take(); len(errs) != 0 {
-			t.Errorf("errors reported: %v", errs)
+	})
+}
+
+// failOnStoreError is an Observer that fails the test on StoreFailed.
+func failOnStoreError(t *testing.T) middleware.Observer {
+	return middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+		if e.Kind == middleware.StoreFailed {
+			t.Errorf("%s %s: store error: %v", e.Concern, e.Name, e.Err)
 		}
 	})
 }

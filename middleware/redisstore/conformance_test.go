@@ -8,8 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/brace-go/brace/internal/redistest"
 	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/redisstore/internal/redistest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
@@ -29,11 +29,11 @@ func TestConformance(t *testing.T) {
 		name string
 		p    breaker.Policy
 	}{
-		{"consecutive", breaker.Policy{Threshold: 3, OpenTimeout: 50 * time.Millisecond, Probes: 1, SuccessThreshold: 1}},
-		{"consecutive, three probes, two to close", breaker.Policy{Threshold: 2, OpenTimeout: 30 * time.Millisecond, Probes: 3, SuccessThreshold: 2}},
-		{"rate", breaker.Policy{FailureRate: 0.5, MinCalls: 4, Buckets: 5, BucketWidth: 10 * time.Millisecond, OpenTimeout: 40 * time.Millisecond, Probes: 2, SuccessThreshold: 2}},
-		{"rate with slow calls", breaker.Policy{FailureRate: 0.75, SlowCallRate: 0.3, MinCalls: 3, Buckets: 3, BucketWidth: 7 * time.Millisecond, OpenTimeout: 25 * time.Millisecond, Probes: 1, SuccessThreshold: 1}},
-		{"rate, one bucket", breaker.Policy{FailureRate: 1, MinCalls: 1, Buckets: 1, BucketWidth: 20 * time.Millisecond, OpenTimeout: 10 * time.Millisecond, Probes: 2, SuccessThreshold: 1}},
+		{"consecutive", breaker.Policy{Threshold: 3, OpenTimeout: 50 * time.Millisecond, Probes: 1, SuccessThreshold: 1, ProbeLease: 20 * time.Millisecond}},
+		{"consecutive, three probes, two to close", breaker.Policy{Threshold: 2, OpenTimeout: 30 * time.Millisecond, Probes: 3, SuccessThreshold: 2, ProbeLease: 5 * time.Millisecond}},
+		{"rate", breaker.Policy{FailureRate: 0.5, MinCalls: 4, Buckets: 5, BucketWidth: 10 * time.Millisecond, OpenTimeout: 40 * time.Millisecond, Probes: 2, SuccessThreshold: 2, ProbeLease: 15 * time.Millisecond}},
+		{"rate with slow calls", breaker.Policy{FailureRate: 0.75, SlowCallRate: 0.3, MinCalls: 3, Buckets: 3, BucketWidth: 7 * time.Millisecond, OpenTimeout: 25 * time.Millisecond, Probes: 1, SuccessThreshold: 1, ProbeLease: 10 * time.Millisecond}},
+		{"rate, one bucket", breaker.Policy{FailureRate: 1, MinCalls: 1, Buckets: 1, BucketWidth: 20 * time.Millisecond, OpenTimeout: 10 * time.Millisecond, Probes: 2, SuccessThreshold: 1, ProbeLease: time.Hour}},
 	}
 	const seqs, ops = 8, 250
 	for _, pc := range policies {
@@ -54,8 +54,14 @@ func conform(t *testing.T, srv *redistest.Server, p breaker.Policy, seed uint64,
 	defer client.Close()
 	mem := breaker.NewMemoryStore()
 	base := time.Now() // the same fake instant as mem's origin
-	rs, err := NewBreakerStore(client, fmt.Sprintf("%s-%d-%d", t.Name(), seed, time.Now().UnixNano()), BreakerConfig{Timeout: time.Minute})
+	rs, err := NewBreakerStore(BreakerStoreConfig{Client: client, Name: fmt.Sprintf("%s-%d-%d", t.Name(), seed, time.Now().UnixNano()), Timeout: time.Minute})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Bind(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.Bind(p); err != nil {
 		t.Fatal(err)
 	}
 	rs.now = func() int64 { return time.Since(base).Microseconds() }
@@ -81,11 +87,11 @@ func conform(t *testing.T, srv *redistest.Server, p breaker.Policy, seed uint64,
 		}
 		op := randomOp(r, last)
 		trace = append(trace, fmt.Sprintf("%+v", op))
-		want, err := mem.Update(ctx, &p, op)
+		want, err := mem.Update(ctx, op)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := rs.Update(ctx, &p, op)
+		got, err := rs.Update(ctx, op)
 		if err != nil {
 			t.Fatalf("op %d: %v", i, err)
 		}

@@ -1,133 +1,139 @@
 // Package redisstore keeps Brace's shared state in Redis, so that the
-// processes of one service share one circuit breaker per downstream
-// instead of each rediscovering an outage on its own.
+// processes of one service share one circuit breaker per downstream, one
+// concurrency limit and one set of results, instead of each process
+// rediscovering an outage, overloading a database or recomputing a value
+// on its own.
 //
-// It is a package of its own so that programs that do not import it do not
-// build github.com/redis/go-redis/v9. Every constructor takes a
-// redis.UniversalClient: a single-node, Sentinel (failover) or Cluster
-// client all work.
+// It is a module of its own so that programs that do not import it do not
+// build github.com/redis/go-redis/v9. Every constructor takes a Config
+// whose Client is a redis.UniversalClient: a single-node, Sentinel
+// (failover) or Cluster client all work. Every type is safe for concurrent
+// use.
+//
+// # One shape
+//
+// Each part is built from a Config with its Client and its Name (the one
+// name used in its events, its errors and its Redis keys); Client and
+// Name are required, the zero value of every other field means its
+// documented default, and an invalid field is an error naming it:
+//
+//	store, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: rdb, Name: "payments"})
+//	limit, err := redisstore.NewLimiter(redisstore.LimiterConfig{Client: rdb, Name: "db", Capacity: 32})
+//	users, err := redisstore.NewDedup(redisstore.DedupConfig{Client: rdb, Name: "users", TTL: time.Minute})
+//
+// Config.Observer receives [middleware.Event]s (Concern "redisstore"):
+// StoreFailed for every failed Redis operation or value refused, with the
+// real cause in Err; StateChanged when the client's health goes "up" →
+// "down" or back; Rejected (Reason "limit") for a call the global limit
+// refused; Joined for a call served by another call's result (Reason
+// "cache" from the cache). Stats() on each type is pure: no I/O.
 //
 // # Breaker store
 //
-// A [BreakerStore] implements [breaker.Store]:
+// A [BreakerStore] implements breaker.Store; breaker.New binds it to the
+// breaker's policy:
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
-//	store, err := redisstore.NewBreakerStore(rdb, "payments", redisstore.BreakerConfig{})
-//	...
-//	b, err := breaker.New(breaker.Config{Name: "payments", Store: store})
+//	store, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: rdb, Name: "payments"})
+//	b, err := breaker.New(breaker.Config{Name: "payments", Threshold: 5, Store: store})
 //
-// Every breaker, in any process, whose store has the same prefix and name
-// shares one state: failures in one open it for all, half-open probe slots
-// are global, and a process that starts joins the state as it is. The state
-// of a breaker is one hash, brace:{breaker:<name>}:state; the braces are a
-// hash tag, so on a Cluster all of one breaker's data lives in one slot.
-//
-// Each [BreakerStore.Update] is one Lua script (EVALSHA, re-sent with EVAL
-// when the server answers NOSCRIPT, as after a restart or SCRIPT FLUSH)
-// that applies breaker's state machine atomically on the server's clock
-// (TIME), so N concurrent failures from any number of processes are counted
-// N times, and clocks of different machines never meet. No lock is held
-// between two scripts, let alone across the guarded call. The script
-// mirrors breaker's Go state machine rule for rule; TestConformance runs
-// both on the same random operations and compares every snapshot.
-//
-// # Result cache
-//
-// A [Cache] keeps results of type Out for a TTL, encoded by a [Codec]
-// (JSON by default) and bounded in size per entry. It is a
-// dedup.Cache[string, Out]: dedup.NewWithCache collapses concurrent calls
-// within a process and shares their results through Redis with every
-// other process; [Cached] serves a stage from it without dedup. Anything
-// that goes wrong — Redis down, an entry that does not decode, one too
-// large — is a miss, reported through OnError and the Logger, never a
-// failed call or a panic.
-//
-// # Calls in flight across processes
-//
-// [Flights] and [Deduplicated] extend dedup across processes: while a call
-// for a key runs in one process, calls with the same key in the others
-// wait for its result instead of running the stage again. Put Deduplicated
-// inside dedup.New (or dedup.NewWithCache), which collapses each process's
-// calls into one first:
-//
-//	flights, err := redisstore.NewFlights[User](rdb, "users", redisstore.FlightConfig{Lease: 5 * time.Second})
-//	byID, err := dedup.New[int, User](func(id int) int { return id }, dedup.Config{})
-//	get := middleware.Apply(fetchUser, byID, redisstore.Deduplicated(flights, strconv.Itoa))
-//
-// The first call takes a lease on the key (SET NX PX, one script) and
-// leads; the others poll for its result, pausing 1ms, then twice as long
-// each time up to PollInterval (20ms), for at most MaxWait (default: the
-// Lease, 10s), and then run the stage themselves. A leader publishes a
-// successful result for ResultTTL and releases its lease in one script; a
-// failed leader publishes only that it failed, and its followers run the
-// stage themselves, so each gets a real error of its own. A leader that
-// crashes leaves its lease to expire and a follower takes over. When Redis
-// fails, calls run the stage unshared, reported through OnError. Nothing
-// runs in the background: followers poll on their own goroutines.
+// Every breaker, in any process, whose store has the same server, prefix
+// and name shares one state: failures in one open it for all, half-open
+// probe slots are global, and a process that starts joins the state as it
+// is. Each Update is one Lua script that applies breaker's state machine
+// atomically on the server's clock; the script mirrors breaker's Go
+// machine rule for rule (TestConformance runs both on the same random
+// operations). Half-open probe slots are leases on the server's clock
+// (breaker.Config.ProbeTimeout): a probe whose result never arrives frees
+// its slot when the lease runs out. A state Redis holds that is not one
+// the machine knows (a newer version's, or garbage) is refused with
+// [ErrCorrupt] and the breaker uses its local state.
 //
 // # Global concurrency limit
 //
-// A [Limiter] bounds the calls in flight across processes; [Limit] guards
-// stages with it and sheds calls beyond the capacity with a
-// *backpressure.ShedError. Each admitted call holds a lease that expires
-// after Lease, so a crashed process cannot keep its slots. While Redis
-// fails, a local backpressure.Limiter admits calls instead.
+// A [Limiter] bounds the calls in flight across processes;
+// [LimiterMiddleware] guards stages with it, and [Limiter.Acquire] and
+// [Permit.Done] guard work that is not a stage. A call beyond the capacity
+// is refused with a *[LimitError]. Each admitted call holds a lease that
+// it renews every Lease/3 while it runs (a timer that ends with the call),
+// so a crashed process's slots come back within Lease (3s by default).
+// While Redis is skipped or fails, a local limit of LocalCapacity admits
+// calls instead.
 //
-// # Cost in round trips
+// # Dedup across processes
 //
-// The breaker keeps a local view of the shared state and serves
-// closed-state calls from it for up to breaker.Config.StoreSync (1s): a
-// closed-state success costs no round trip (in consecutive mode, one only
-// when it resets a failure count; in rate mode successes are counted
-// locally and sent with the next operation), a failure, a probe or a stale
-// view costs one. docs/distributed.md has the full table and the key
-// layout.
+// A [Dedup] is the one entry point for sharing results across processes.
+// [DedupMiddleware] serves a call from the shared cache (DedupConfig.TTL),
+// else waits for the same key's call in flight in any process, else runs
+// the stage as the leader and publishes its result. Put it inside
+// dedup.Middleware, which collapses the calls within a process first:
+//
+//	g, err := dedup.New(dedup.Config{Name: "users"})
+//	d, err := redisstore.NewDedup(redisstore.DedupConfig{Client: rdb, Name: "users", TTL: time.Minute})
+//	get := middleware.Apply(fetchUser,
+//		dedup.Middleware[int, User](g, func(id int) int { return id }),
+//		redisstore.DedupMiddleware[int, User](d, strconv.Itoa))
+//
+// Keys length-prefix both the name and the key, so no two (name, key)
+// pairs share a Redis key. Values are read only after their size is
+// checked in Redis (MaxValueBytes); values of the wrong size, type or
+// encoding are reported, deleted where the package owns them, and the
+// stage runs. Errors are never shared: a follower of a leader that failed
+// runs the stage itself.
 //
 // # Faults
 //
-// Every operation is bounded by its Timeout (default 100ms) whatever the
-// caller's context says, and is never retried by go-redis: a script whose
-// reply was lost may have run, and running it again would count a failure
-// twice. When Redis is down, slow or hung, the operation fails within the
-// bound and the breaker falls back to its local state (it still trips),
-// reports the error through OnStoreError and its Logger, and goes back to
-// Redis after StoreSync. The bound holds only if the client lets a
-// context deadline reach the socket: constructors reject a *redis.Client,
-// *redis.ClusterClient or *redis.Ring without ContextTimeoutEnabled, unless
-// its ReadTimeout and WriteTimeout are within Timeout.
+// Every Redis operation is bounded by its Timeout (default 100ms),
+// whatever the caller's context says, and a script is never retried by
+// go-redis: a script whose reply was lost may have run. When Redis fails,
+// every part falls back to local state (the breaker's own, the local
+// limit, the stage run unshared); it never fails a call because of Redis.
 //
-// Keys expire when unused: a breaker's state after its TTL (default 1h,
-// never less than twice the open timeout and the window, nor before an
-// open breaker's time is up). An expired breaker reads as a fresh one.
+// All the parts built on one client share one notion of its health: after
+// 3 consecutive failed operations the client is "down" and every part
+// skips Redis for 1s, at no cost per call; then
+// the first call to find the pause over starts one probe (a PING) in the
+// background, which brings the client up or starts another pause.
+// Answers from Redis that are errors about the data (a wrong type, a
+// corrupt value) do not count as failures.
+//
+// The cause of a failure (connection refused, i/o timeout) is in the
+// error and the StoreFailed event, also when go-redis reports only the
+// context's deadline.
+//
+// # Client options
+//
+// The bounds hold only if the client lets a context deadline reach the
+// socket: constructors reject a *redis.Client, *redis.ClusterClient or
+// *redis.Ring without ContextTimeoutEnabled, unless its ReadTimeout and
+// WriteTimeout are within Timeout. Recommended:
+//
+//	rdb := redis.NewClient(&redis.Options{
+//		Addr:                  addr,
+//		ContextTimeoutEnabled: true, // deadlines reach the socket
+//		MaxRetries:            -1,   // a command is sent once (scripts are anyway)
+//		DialerRetries:         1,    // a refused connection fails at once, not after 5 dials
+//		DialTimeout:           time.Second,
+//	})
+//
+// With go-redis's default DialerRetries (5, 100ms apart), an operation
+// on a server that refuses connections waits out its Timeout; the client
+// is then marked down after three of them.
+//
+// # Cost
+//
+// A closed-state breaker call with a BreakerStore costs what it costs with
+// breaker's in-memory store: the breaker serves it from its local view,
+// with no round trip and no allocation, and refreshes the view once per
+// breaker.Config.StoreSync. A store operation is one round trip. A
+// limited call costs two round trips and a timer; a cache hit one round
+// trip; a dedup leader two. While the client is down, a call costs no
+// round trip and no allocation. docs/distributed.md has the table and the
+// measurements.
 //
 // # Requirements
 //
 // Redis 5 or later (scripts that read TIME and then write are replicated
-// by their effects; Redis 7 does nothing else). The state survives a
-// restart only if Redis persists it; without persistence a restarted
-// Redis holds fresh, closed breakers, which every process adopts.
-//
-// # Concurrency
-//
-// Every type in the package is safe for concurrent use.
-//
-// # Cost
-//
-// Measured on a 2-core AMD EPYC VM against redis-server 7.0 on loopback
-// (BenchmarkBreakerClosed, one run): a closed-state success through
-// breaker.Middleware costs 30 ns with a BreakerStore, as with a
-// MemoryStore, against 10 ns with no store (a direct call: 1.4 ns), and
-// allocates nothing; the difference to no store is the clock read that
-// ages the view. One store operation (BenchmarkRoundTrip) costs 29 µs on
-// loopback against 19 µs for a PING (38 µs in rate mode with 10 buckets),
-// and about 1.3 KB in 20–22 allocations, most of them go-redis's. A cache hit
-// is one round trip, a miss two; a limited call two.
-//
-// A call through Deduplicated (BenchmarkFlights, a busier run of the same
-// machine, PING at 54 µs) costs 110–125 µs as a leader: two round trips
-// (take the lease, publish), about 2.2 KB in 48 allocations. A follower
-// whose leader has finished costs two round trips too, but returns only
-// at its first look, after 1ms: 1.2 ms. A follower waits at most one pause
-// (up to PollInterval) longer than its leader runs, and sends one round
-// trip per look.
+// by their effects). The state survives a restart only if Redis persists
+// it; a restarted empty Redis holds fresh, closed breakers, which every
+// process adopts.
 package redisstore

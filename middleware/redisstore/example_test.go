@@ -2,24 +2,36 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
-	"fmt"
 	"github.com/brace-go/brace/middleware"
-
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/redisstore"
 	"github.com/redis/go-redis/v9"
 )
 
+// newClient returns a client with the options the package recommends:
+// context deadlines reach the socket, a command is sent once, and a
+// refused connection is not dialled again.
+func newClient() *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:                  "localhost:6379",
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		DialTimeout:           time.Second,
+	})
+}
+
 // A breaker whose state is shared, through Redis, by every process that
 // builds one with the same name. Building the store does not connect; the
 // breaker's first call does.
 func ExampleNewBreakerStore() {
-	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+	rdb := newClient()
 	defer rdb.Close()
-	store, err := redisstore.NewBreakerStore(rdb, "payments", redisstore.BreakerConfig{})
+	store, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: rdb, Name: "payments"})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -29,36 +41,48 @@ func ExampleNewBreakerStore() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(store.Key(), b.State())
-	// Output: brace:{breaker:payments}:state closed
+	fmt.Println(b.State(), store.Stats().Down)
+	// Output: closed false
 }
 
-// A result cache shared by every process; Cached serves a stage from it.
-func ExampleNewCache() {
-	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
-	defer rdb.Close()
-	users, err := redisstore.NewCache[string](rdb, "users", redisstore.CacheConfig{TTL: time.Minute})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	_ = middleware.Apply(func(_ context.Context, id int) (string, error) { return "ada", nil },
-		redisstore.Cached(users, strconv.Itoa))
-	fmt.Println(users.Key("42"))
-	// Output: brace:cache:users:42
-}
-
-// A concurrency limit shared by every process; Limit guards stages with it.
+// A concurrency limit shared by every process; LimiterMiddleware guards
+// stages with it.
 func ExampleNewLimiter() {
-	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+	rdb := newClient()
 	defer rdb.Close()
-	db, err := redisstore.NewLimiter(rdb, "db", 32, redisstore.LimiterConfig{Lease: 10 * time.Second})
+	db, err := redisstore.NewLimiter(redisstore.LimiterConfig{Client: rdb, Name: "db", Capacity: 32})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	_ = middleware.Apply(func(_ context.Context, q string) (int, error) { return len(q), nil },
-		redisstore.Limit[string, int](db))
-	fmt.Println(db.Key(), db.Capacity())
-	// Output: brace:{limiter:db}:leases 32
+		redisstore.LimiterMiddleware[string, int](db))
+	fmt.Printf("%+v\n", db.Stats())
+	// Output: {Rejected:0 Joined:0 StoreFailures:0 LocalInFlight:0 Down:false}
+}
+
+// Results shared across processes: from a cache for a minute, and
+// between calls in flight. In a service, put dedup.Middleware in front of
+// it, so that one call per process reaches Redis.
+func ExampleNewDedup() {
+	rdb := newClient()
+	defer rdb.Close()
+	users, err := redisstore.NewDedup(redisstore.DedupConfig{Client: rdb, Name: "users", TTL: time.Minute})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = middleware.Apply(func(_ context.Context, id int) (string, error) { return "ada", nil },
+		redisstore.DedupMiddleware[int, string](users, strconv.Itoa))
+	fmt.Printf("%+v\n", users.Stats())
+	// Output: {Rejected:0 Joined:0 StoreFailures:0 LocalInFlight:0 Down:false}
+}
+
+// A configuration mistake is an error naming the field.
+func ExampleNewLimiter_error() {
+	rdb := newClient()
+	defer rdb.Close()
+	_, err := redisstore.NewLimiter(redisstore.LimiterConfig{Client: rdb, Name: "db"})
+	fmt.Println(err)
+	// Output: redisstore: Capacity must be between 1 and 1099511627776, got 0
 }

@@ -9,9 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/brace-go/brace/internal/redistest"
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/redisstore"
+	"github.com/brace-go/brace/middleware/redisstore/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -73,8 +74,8 @@ func client(t *testing.T) (*redis.Client, *counter) {
 
 // name returns the test's key name: its own name, plus the run number from
 // the second run of the test on, so that runs of one test under -count=N
-// (task stress) on the shared server do not find each other's state. It is
-// the same for every call within one run.
+// on the shared server do not find each other's state. It is the same for
+// every call within one run.
 func name(t *testing.T) string {
 	n := strings.NewReplacer("{", "(", "}", ")").Replace(t.Name())
 	names.Lock()
@@ -107,8 +108,18 @@ var names struct {
 
 func mustStore(t *testing.T, c redis.UniversalClient, name string) *redisstore.BreakerStore {
 	t.Helper()
-	s, err := redisstore.NewBreakerStore(c, name, redisstore.BreakerConfig{})
+	s, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: c, Name: name})
 	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// bound returns a store bound to p, for tests that drive it directly.
+func bound(t *testing.T, c redis.UniversalClient, name string, p breaker.Policy) *redisstore.BreakerStore {
+	t.Helper()
+	s := mustStore(t, c, name)
+	if err := s.Bind(p); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -125,19 +136,18 @@ func mustBreaker(t *testing.T, cfg breaker.Config) *breaker.Breaker {
 
 // call makes one call through b that returns err.
 func call(b *breaker.Breaker, err error) error {
-	ctx := context.Background()
-	tk, aerr := b.Allow(ctx)
+	p, aerr := b.Acquire(context.Background())
 	if aerr != nil {
 		return aerr
 	}
-	b.Done(ctx, tk, err)
+	p.Done(err)
 	return err
 }
 
-// sync reads the shared state without changing it.
-func read(t *testing.T, s breaker.Store, p *breaker.Policy) breaker.Snapshot {
+// read reads the shared state without changing it.
+func read(t *testing.T, s breaker.Store) breaker.Snapshot {
 	t.Helper()
-	snap, err := s.Update(context.Background(), p, breaker.Op{Kind: breaker.OpSync})
+	snap, err := s.Update(context.Background(), breaker.Op{Kind: breaker.OpSync})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,14 +155,36 @@ func read(t *testing.T, s breaker.Store, p *breaker.Policy) breaker.Snapshot {
 }
 
 // storeFunc is a breaker.Store made of a func, to observe a store.
-type storeFunc func(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error)
-
-func (f storeFunc) Update(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error) {
-	return f(ctx, p, op)
+type storeFunc struct {
+	breaker.Store
+	f func(ctx context.Context, op breaker.Op) (breaker.Snapshot, error)
 }
 
-func redisNewClient(t *testing.T, o *redis.Options) *redis.Client {
-	c := redis.NewClient(o)
-	t.Cleanup(func() { c.Close() })
-	return c
+func (s storeFunc) Update(ctx context.Context, op breaker.Op) (breaker.Snapshot, error) {
+	return s.f(ctx, op)
+}
+
+// recorder is an Observer that keeps the events it gets.
+type recorder struct {
+	mu     sync.Mutex
+	events []middleware.Event
+}
+
+func (r *recorder) Observe(_ context.Context, e middleware.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+// of returns the events of kind k.
+func (r *recorder) of(k middleware.Kind) []middleware.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []middleware.Event
+	for _, e := range r.events {
+		if e.Kind == k {
+			out = append(out, e)
+		}
+	}
+	return out
 }

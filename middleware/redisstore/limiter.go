@@ -2,240 +2,399 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/brace-go/brace/middleware"
-	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultLease is how long a slot is held at most when LimiterConfig.Lease
-// is zero.
-const DefaultLease = 30 * time.Second
+// defaultLease is how long a lease (a limiter's slot, a dedup leader's
+// lock) outlives the last renewal by its holder, when a Config's Lease is
+// zero. Holders renew every Lease/3 while the call runs, so a slot whose
+// process crashed comes back within Lease.
+const defaultLease = 3 * time.Second
 
-// LimiterConfig configures a [Limiter]. The zero value is valid.
+// maxCapacity is the largest LimiterConfig.Capacity.
+const maxCapacity = 1 << 40
+
+// maxOrphans bounds the lease IDs a Limiter remembers to remove.
+const maxOrphans = 1024
+
+// ErrLimited is matched by the error of a call the global limit refused:
+// a *[LimitError].
+var ErrLimited = errors.New("redisstore: global concurrency limit reached")
+
+// LimitError is the error of a call refused by a [Limiter]: Capacity
+// calls were in flight across processes (or, with Local set, in this
+// process while Redis was skipped). It matches [ErrLimited].
+type LimitError struct {
+	InFlight int64 // calls in flight when the call was refused
+	Capacity int64 // the capacity in force
+	Local    bool  // refused by the local fallback limit
+}
+
+func (e *LimitError) Error() string {
+	where := "global"
+	if e.Local {
+		where = "local fallback"
+	}
+	return fmt.Sprintf("redisstore: %s concurrency limit reached (%d in flight, capacity %d)", where, e.InFlight, e.Capacity)
+}
+
+// Unwrap returns [ErrLimited].
+func (e *LimitError) Unwrap() error { return ErrLimited }
+
+// Rejected reports true: the call was refused without running.
+func (e *LimitError) Rejected() bool { return true }
+
+// Retryable reports true: capacity comes back when calls finish.
+func (e *LimitError) Retryable() bool { return true }
+
+// LimiterConfig configures a [Limiter]. Client, Name and Capacity are
+// required; the zero value of every other field means its default.
 type LimiterConfig struct {
-	// Lease is the longest a call may hold its slot: a slot not released
-	// within Lease (its process crashed, or the call ran longer) is
-	// freed. Set it above the guarded stage's timeout. Default
-	// [DefaultLease] (30s).
+	// Client is the Redis client (see [BreakerStoreConfig.Client]).
+	Client redis.UniversalClient
+	// Name is the limiter's shared name (events, and the key
+	// prefix:{limiter:<Name>}:leases). It must not contain '{' or '}'.
+	Name string
+	// Capacity is the number of calls in flight allowed across every
+	// process: between 1 and 2^40. Required.
+	Capacity int64
+	// Lease is how long a slot outlives its holder's last renewal: a
+	// running call renews its slot every Lease/3, so a slot comes back at
+	// most Lease after its process crashed or lost Redis. At least 3ms.
+	// Default 3s. Limiters sharing a name must use the
+	// same Lease.
 	Lease time.Duration
-	// LocalCapacity is the capacity of the local backpressure.Limiter that
-	// admits calls while Redis fails, so protection never switches off.
-	// Default: the global capacity (each process then admits at most as
-	// many as all of them together otherwise would).
+	// LocalCapacity is the capacity of the local limit that admits calls
+	// while Redis is skipped or fails, so protection never switches off.
+	// Default: Capacity (each process then admits at most as many as all
+	// of them together otherwise would).
 	LocalCapacity int64
-	// Prefix starts every key. Default [DefaultPrefix]. It must not
-	// contain '{' or '}'.
+	// Prefix starts every key. Default "brace".
 	Prefix string
-	// Timeout bounds each Redis command. Default [DefaultTimeout] (100ms).
+	// Timeout bounds each Redis command. Default 100ms.
 	Timeout time.Duration
-	// OnShed, when set, is called with the error of every shed call, on
-	// the caller's goroutine.
-	OnShed func(*backpressure.ShedError)
-	// OnStoreError, when set, is called when Redis fails and a call is
-	// admitted (or shed) by the local limiter instead.
-	OnStoreError func(err error)
-	// Logger, when set, gets store errors as warnings ("name", "err").
-	// Nil is silent.
-	Logger *slog.Logger
+	// Observer receives Rejected (Reason "limit"), StoreFailed and the
+	// client's health StateChanged events.
+	Observer middleware.Observer
 }
 
 // Limiter bounds the calls in flight across every process that builds one
-// with the same client, prefix and name: a global backpressure limit in
-// Shed mode. Each admitted call holds a lease, a member of a sorted set
-// scored by its expiry on the server's clock; acquiring and releasing are
-// one atomic script each, and expired leases are dropped before every
-// acquire, so a crashed process's slots come back after Lease.
+// with the same server, prefix and name: a global concurrency limit that
+// refuses (never queues) a call beyond Capacity with a *[LimitError].
 //
-// A call beyond the capacity is shed at once with a
-// *[backpressure.ShedError] (matching [backpressure.ErrShed]); there is no
-// waiting queue across processes. Guard stages with [Limit]. It is safe for
-// concurrent use.
+// Each admitted call holds a lease, a member of a sorted set scored by its
+// expiry on the server's clock, renewed every Lease/3 while the call runs
+// (a timer, stopped when the call ends). Acquiring and releasing are one
+// atomic script each; expired leases, leases of the wrong shape and keys
+// of the wrong Redis type are dropped before every acquire, and the
+// leases whose acquire reply was lost are released by the next operation
+// that reaches Redis. While Redis is skipped or fails, a local limit of
+// LocalCapacity admits calls instead. It is safe for concurrent use.
 type Limiter struct {
-	common
-	name     string
+	*common
 	key      string
 	capacity int64
 	lease    time.Duration
-	local    *backpressure.Limiter
-	onShed   func(*backpressure.ShedError)
-	onStore  func(error)
-	log      *slog.Logger
+	localCap int64
+	local    atomic.Int64 // calls admitted locally, in flight
+	rejected atomic.Int64
 
-	id  string // this limiter's lease prefix, unique per process
+	id  string
 	seq atomic.Uint64
+
+	mu      sync.Mutex
+	orphans []string // lease IDs that may be in Redis with no holder
 }
 
-// NewLimiter returns the global limiter called name with the given
-// capacity (between 1 and backpressure.MaxCapacity).
-func NewLimiter(client redis.UniversalClient, name string, capacity int64, cfg LimiterConfig) (*Limiter, error) {
+// NewLimiter returns the global limiter called cfg.Name.
+func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	switch {
-	case capacity < 1 || capacity > backpressure.MaxCapacity:
-		return nil, fmt.Errorf("redisstore: capacity must be between 1 and %d, got %d", int64(backpressure.MaxCapacity), capacity)
-	case cfg.Lease < 0:
-		return nil, fmt.Errorf("redisstore: Lease must be positive, got %v", cfg.Lease)
-	case cfg.Lease > 0 && cfg.Lease < time.Millisecond:
-		return nil, fmt.Errorf("redisstore: Lease must be at least 1ms, got %v", cfg.Lease)
-	case cfg.LocalCapacity < 0:
-		return nil, fmt.Errorf("redisstore: LocalCapacity must not be negative, got %d", cfg.LocalCapacity)
+	case cfg.Capacity < 1 || cfg.Capacity > maxCapacity:
+		return nil, fmt.Errorf("redisstore: Capacity must be between 1 and %d, got %d", int64(maxCapacity), cfg.Capacity)
+	case cfg.Lease < 0 || (cfg.Lease > 0 && cfg.Lease < 3*time.Millisecond):
+		return nil, fmt.Errorf("redisstore: Lease must be at least 3ms, got %v", cfg.Lease)
+	case cfg.LocalCapacity < 0 || cfg.LocalCapacity > maxCapacity:
+		return nil, fmt.Errorf("redisstore: LocalCapacity must be between 0 and %d, got %d", int64(maxCapacity), cfg.LocalCapacity)
 	}
-	c, err := newCommon(client, name, cfg.Prefix, cfg.Timeout)
+	c, err := newCommon("limiter", cfg.Client, cfg.Name, cfg.Prefix, cfg.Timeout, cfg.Observer)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Lease == 0 {
-		cfg.Lease = DefaultLease
+		cfg.Lease = defaultLease
 	}
 	if cfg.LocalCapacity == 0 {
-		cfg.LocalCapacity = capacity
+		cfg.LocalCapacity = cfg.Capacity
 	}
-	local, err := backpressure.New(cfg.LocalCapacity, backpressure.Config{OnShed: cfg.OnShed, Logger: cfg.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("redisstore: LocalCapacity: %w", err)
-	}
-	var b [8]byte
-	rand.Read(b[:])
 	return &Limiter{
-		common: c, name: name, key: c.key("limiter", name, "leases"), capacity: capacity, lease: cfg.Lease,
-		local: local, onShed: cfg.OnShed, onStore: cfg.OnStoreError, log: cfg.Logger,
-		id: hex.EncodeToString(b[:]),
+		common: c, key: c.key("limiter", "leases"), capacity: cfg.Capacity, lease: cfg.Lease,
+		localCap: cfg.LocalCapacity, id: randomID(),
 	}, nil
 }
 
-// Key returns the Redis key of the limiter's leases.
-func (l *Limiter) Key() string { return l.key }
+// Stats returns the limiter's counts: Rejected, StoreFailures,
+// LocalInFlight and Down. It does no I/O.
+func (l *Limiter) Stats() Stats {
+	return Stats{
+		Rejected: l.rejected.Load(), StoreFailures: l.failures.Load(),
+		LocalInFlight: l.local.Load(), Down: l.health.isDown(),
+	}
+}
 
-// Capacity returns the global capacity.
-func (l *Limiter) Capacity() int64 { return l.capacity }
-
-// Depth returns the number of live leases across all processes, or an
-// error when Redis cannot be asked. It is one round trip.
+// Depth returns the number of live leases across all processes: one round
+// trip, bounded by Timeout.
 func (l *Limiter) Depth(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	v, err := depthScript.run(ctx, l.client, []string{l.key})
 	if err != nil {
-		return 0, fmt.Errorf("redisstore: limiter %s: %w", l.name, err)
+		return 0, l.errorf("depth: %w", err)
 	}
 	n, _ := v.(int64)
 	return n, nil
 }
 
-// lease is one admitted call's slot in Redis.
-type lease struct{ id string }
+// Permit is one admitted call's slot. Finish it with Done.
+type Permit struct {
+	l *Limiter
+	r *renewal // nil for a slot of the local fallback
+}
 
-// acquire admits one call in Redis, or sheds it with a
-// *backpressure.ShedError when the capacity is taken. A caller whose
-// context has ended gets ctx.Err(). When Redis fails it reports the error
-// and returns local true: the local limiter must decide.
-func (l *Limiter) acquire(ctx context.Context) (ls lease, local bool, err error) {
+// renewal is a Redis lease and the timer that renews it.
+type renewal struct {
+	id      string
+	mu      sync.Mutex
+	stopped bool
+	timer   *time.Timer
+}
+
+// Acquire takes a slot: in Redis, or from the local limit while Redis is
+// skipped or fails. A call beyond the capacity gets a *[LimitError]; a
+// context that has ended, ctx.Err(). Finish the permit with Done when the
+// call ends.
+func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if err := ctx.Err(); err != nil {
-		return lease{}, false, err
+		return Permit{}, err
 	}
-	id := l.id + ":" + strconv.FormatUint(l.seq.Add(1), 10)
+	if l.skip(ctx) {
+		return l.acquireLocal(ctx)
+	}
+	id := l.id + ":" + strconv.FormatUint(l.seq.Add(1), 36)
+	orphans := l.takeOrphans()
 	rctx, cancel := context.WithTimeout(ctx, l.timeout)
-	v, err := acquireScript.run(rctx, l.client, []string{l.key}, id, l.capacity, l.lease.Microseconds())
+	args := make([]any, 0, 3+len(orphans))
+	args = append(args, id, l.capacity, micros(l.lease))
+	for _, o := range orphans {
+		args = append(args, o)
+	}
+	v, err := acquireScript.run(rctx, l.client, []string{l.key}, args...)
 	cancel()
 	if err == nil {
+		l.done(ctx, nil)
 		r, ok := v.([]any)
-		if ok && len(r) == 2 {
+		if ok && len(r) == 3 {
 			admitted, _ := r[0].(int64)
 			depth, _ := r[1].(int64)
+			if repaired, _ := r[2].(string); repaired != "" {
+				l.report(ctx, l.errorf("%w: key %s: %s; repaired", ErrCorrupt, l.key, repaired))
+			}
 			if admitted == 1 {
-				return lease{id: id}, false, nil
+				return Permit{l: l, r: l.renew(id)}, nil
 			}
-			e := &backpressure.ShedError{Depth: depth, Capacity: l.capacity, Weight: 1}
-			if l.onShed != nil {
-				l.onShed(e)
-			}
-			return lease{}, false, e
+			return Permit{}, l.reject(ctx, &LimitError{InFlight: depth, Capacity: l.capacity})
 		}
-		err = fmt.Errorf("unexpected script reply %v", v)
+		err = l.errorf("%w: unexpected script reply %v", ErrCorrupt, v)
+		l.report(ctx, err)
+	} else {
+		// The script may have run: its lease and the orphans it may not
+		// have removed are released by the next operation that works.
+		l.addOrphans(append(orphans, id))
+		err = l.errorf("acquire: %w", err)
+		l.done(ctx, err)
 	}
 	if ctx.Err() != nil {
-		return lease{}, false, ctx.Err() // the caller left
+		return Permit{}, ctx.Err() // the caller left
 	}
-	// Whether or not the script ran, the call goes to the local limiter;
-	// a lease it may have taken in Redis expires after Lease. (run has
-	// matched err to rctx's error already; rctx is cancelled by now.)
-	l.storeError(ctx, fmt.Errorf("redisstore: limiter %s: acquire: %w", l.name, err))
-	return lease{}, true, nil
+	return l.acquireLocal(ctx)
 }
 
-// release gives a lease back: one round trip. When it fails the lease
-// expires by itself after Lease, and the error is reported.
-func (l *Limiter) release(ctx context.Context, ls lease) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
-	defer cancel()
-	if err := l.client.ZRem(ctx, l.key, ls.id).Err(); err != nil {
-		l.storeError(ctx, fmt.Errorf("redisstore: limiter %s: release: %w", l.name, ctxErr(ctx, err)))
-	}
-}
-
-func (l *Limiter) storeError(ctx context.Context, err error) {
-	if l.log != nil {
-		l.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: limiter store failed; using the local limit",
-			slog.String("name", l.name), slog.Any("err", err))
-	}
-	if l.onStore != nil {
-		l.onStore(err)
-	}
-}
-
-// Limit returns a middleware that admits each call through l: a call
-// beyond the global capacity fails with a *backpressure.ShedError without
-// running the stage. While Redis fails, calls go through the local
-// limiter (LocalCapacity) instead. The lease is released when the stage returns, also
-// when it panics. A call costs two round trips (acquire and release).
-func Limit[In, Out any](l *Limiter) middleware.Middleware[In, Out] {
-	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
-		next = middleware.Apply(next) // a nil next fails with middleware.ErrNilStage
-		if l == nil {
-			return func(context.Context, In) (Out, error) {
-				var zero Out
-				return zero, backpressure.ErrNilLimiter
-			}
+func (l *Limiter) acquireLocal(ctx context.Context) (Permit, error) {
+	for {
+		n := l.local.Load()
+		if n >= l.localCap {
+			return Permit{}, l.reject(ctx, &LimitError{InFlight: n, Capacity: l.localCap, Local: true})
 		}
-		local := backpressure.Middleware[In, Out](l.local)(next)
-		return func(ctx context.Context, in In) (Out, error) {
-			ls, fallback, err := l.acquire(ctx)
-			switch {
-			case fallback:
-				return local(ctx, in)
-			case err != nil:
-				var zero Out
-				return zero, err
+		if l.local.CompareAndSwap(n, n+1) {
+			return Permit{l: l}, nil
+		}
+	}
+}
+
+func (l *Limiter) reject(ctx context.Context, e *LimitError) error {
+	l.rejected.Add(1)
+	if l.obs != nil {
+		middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Rejected, Concern: "redisstore", Name: l.name,
+			Reason: "limit", InFlight: e.InFlight, Limit: e.Capacity, Err: e})
+	}
+	return e
+}
+
+// renew starts the renewal of lease id: every Lease/3 until stopped.
+func (l *Limiter) renew(id string) *renewal {
+	r := &renewal{id: id}
+	every := l.lease / 3
+	r.mu.Lock()
+	r.timer = time.AfterFunc(every, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+		_, err := renewScript.run(ctx, l.client, []string{l.key}, id, micros(l.lease))
+		cancel()
+		if err != nil {
+			l.done(context.Background(), l.errorf("renew: %w", err))
+		}
+		r.mu.Lock()
+		if !r.stopped {
+			r.timer.Reset(every)
+		}
+		r.mu.Unlock()
+	})
+	r.mu.Unlock()
+	return r
+}
+
+func (r *renewal) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.timer.Stop()
+	r.mu.Unlock()
+}
+
+// Done gives the slot back: one round trip for a Redis slot (bounded by
+// Timeout, also when ctx has ended), none for a local one. A slot whose
+// release fails is released by a later operation, or expires after Lease.
+// err is the call's error; the limiter does not classify it. A second
+// Done does nothing.
+func (p *Permit) Done(err error) {
+	l, r := p.l, p.r
+	*p = Permit{}
+	switch {
+	case l == nil:
+		return
+	case r == nil:
+		l.local.Add(-1)
+		return
+	}
+	r.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	if l.health.isDown() {
+		l.addOrphans([]string{r.id})
+		return
+	}
+	start := time.Now()
+	rerr := l.client.ZRem(ctx, l.key, r.id).Err()
+	if rerr != nil {
+		l.addOrphans([]string{r.id})
+		rerr = l.errorf("release: %w", withCause(l.client, ctxErr(ctx, rerr), start))
+	}
+	l.done(ctx, rerr)
+}
+
+func (l *Limiter) takeOrphans() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o := l.orphans
+	l.orphans = nil
+	return o
+}
+
+func (l *Limiter) addOrphans(ids []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		if len(l.orphans) < maxOrphans {
+			l.orphans = append(l.orphans, id)
+		}
+	}
+}
+
+// LimiterMiddleware returns a middleware that admits each call through
+// l: a call beyond the global capacity fails with a *[LimitError] without
+// running the stage. The slot is given back when the stage returns, also
+// when it panics. A call costs two round trips (acquire and release) and
+// one timer.
+func LimiterMiddleware[In, Out any](l *Limiter) middleware.Middleware[In, Out] {
+	if l == nil {
+		panic("redisstore: nil *Limiter (was NewLimiter's error ignored?)")
+	}
+	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
+		next = middleware.Apply(next)
+		return func(ctx context.Context, in In) (out Out, err error) {
+			p, err := l.Acquire(ctx)
+			if err != nil {
+				return out, err
 			}
-			defer l.release(ctx, ls)
+			defer p.Done(nil)
 			return next(ctx, in)
 		}
 	}
 }
 
-// acquireScript drops expired leases, then adds ARGV[1] with expiry now +
-// ARGV[3] µs if fewer than ARGV[2] remain. It returns {admitted, depth}.
+// acquireScript: ARGV[1] lease ID, ARGV[2] capacity, ARGV[3] lease (µs),
+// ARGV[4...] orphaned lease IDs to remove first. It repairs a key of the
+// wrong type (deleting it) and drops expired leases and leases that end
+// further ahead than twice a lease (they were not written by a limiter
+// with this Lease), then adds ARGV[1] with expiry now + lease if fewer
+// than the capacity remain. Adding the same ID again is idempotent. It
+// returns {admitted, depth, what was repaired}.
 var acquireScript = newScript(`
 redis.replicate_commands()
+local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local lease = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
-local n = redis.call('ZCARD', KEYS[1])
-if n >= tonumber(ARGV[2]) then return {0, n} end
-redis.call('ZADD', KEYS[1], string.format('%d', now + lease), ARGV[1])
+local repaired = ''
+local ty = redis.call('TYPE', key).ok
+if ty ~= 'none' and ty ~= 'zset' then
+	redis.call('DEL', key)
+	repaired = 'wrong type ' .. ty
+end
+for i = 4, #ARGV do redis.call('ZREM', key, ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now))
+local far = redis.call('ZREMRANGEBYSCORE', key, '(' .. string.format('%d', now + 2 * lease), '+inf')
+if far > 0 and repaired == '' then repaired = far .. ' leases ending after twice the lease' end
+local n = redis.call('ZCARD', key)
+if redis.call('ZSCORE', key, ARGV[1]) then return {1, n, repaired} end
+if n >= tonumber(ARGV[2]) then return {0, n, repaired} end
+redis.call('ZADD', key, string.format('%d', now + lease), ARGV[1])
+redis.call('PEXPIRE', key, string.format('%d', math.ceil(lease / 1000) * 2))
+return {1, n + 1, repaired}
+`)
+
+// renewScript extends lease ARGV[1] to now + ARGV[2] µs if it is still
+// held (a released lease stays released).
+var renewScript = newScript(`
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local lease = tonumber(ARGV[2])
+if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', string.format('%d', now + lease), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil(lease / 1000) * 2))
-return {1, n + 1}
+return 1
 `)
 
 // depthScript counts the live leases.
 var depthScript = newScript(`
+if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', now), '+inf')

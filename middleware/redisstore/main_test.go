@@ -3,7 +3,7 @@ package redisstore
 import (
 	"testing"
 
-	"github.com/brace-go/brace/internal/redistest"
+	"github.com/brace-go/brace/middleware/redisstore/internal/redistest"
 	"go.uber.org/goleak"
 )
 

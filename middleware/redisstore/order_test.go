@@ -15,12 +15,11 @@ import (
 // growing when the key is deleted (as when it expires) and created again.
 func TestSeqOrdersSnapshots(t *testing.T) {
 	c, _ := client(t)
-	s := mustStore(t, c, name(t))
-	p := consecutive(3, time.Minute)
+	s := bound(t, c, name(t), *consecutive(3, time.Minute))
 	ctx := context.Background()
 	update := func(op breaker.Op) breaker.Snapshot {
 		t.Helper()
-		snap, err := s.Update(ctx, p, op)
+		snap, err := s.Update(ctx, op)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,8 +68,8 @@ type holdStore struct {
 	release chan struct{}
 }
 
-func (s *holdStore) Update(ctx context.Context, p *breaker.Policy, op breaker.Op) (breaker.Snapshot, error) {
-	snap, err := s.Store.Update(ctx, p, op)
+func (s *holdStore) Update(ctx context.Context, op breaker.Op) (breaker.Snapshot, error) {
+	snap, err := s.Store.Update(ctx, op)
 	if s.armed.CompareAndSwap(true, false) {
 		s.applied <- snap
 		<-s.release

@@ -28,12 +28,16 @@ func BenchmarkDirect(b *testing.B) {
 	}
 }
 
-func benchSuccess(b *testing.B, cfg retry.Config) {
-	mw, err := retry.New[int, int](cfg)
+func newStage(b *testing.B, cfg retry.Config, retryOn ...func(int, error) bool) middleware.Stage[int, int] {
+	r, err := retry.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := mw(okStage)
+	return retry.Middleware[int, int](r, retryOn...)(okStage)
+}
+
+func benchSuccess(b *testing.B, cfg retry.Config) {
+	s := newStage(b, cfg)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -54,11 +58,7 @@ func BenchmarkRetrySuccessBudget(b *testing.B) {
 }
 
 func BenchmarkRetrySuccessWithResult(b *testing.B) {
-	mw, err := retry.NewWithResult[int, int](retry.Config{}, func(n int, err error) bool { return err != nil || n < 0 })
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := mw(okStage)
+	s := newStage(b, retry.Config{}, func(n int, err error) bool { return err != nil || n < 0 })
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -72,12 +72,12 @@ var errFlaky = errors.New("flaky")
 // BenchmarkRetryOnce measures the retry path: the first attempt fails,
 // the second (after a zero delay) succeeds.
 func BenchmarkRetryOnce(b *testing.B) {
-	mw, err := retry.New[int, int](retry.Config{DelayFunc: func(int, error) time.Duration { return 0 }})
+	r, err := retry.New(retry.Config{DelayFunc: func(int, error) time.Duration { return 0 }})
 	if err != nil {
 		b.Fatal(err)
 	}
 	fail := true
-	s := mw(func(_ context.Context, in int) (int, error) {
+	s := retry.Middleware[int, int](r)(func(_ context.Context, in int) (int, error) {
 		fail = !fail
 		if !fail {
 			return 0, errFlaky
@@ -95,11 +95,11 @@ func BenchmarkRetryOnce(b *testing.B) {
 // BenchmarkRetryExhausted measures three failed attempts with zero delays,
 // ending in an *ExhaustedError.
 func BenchmarkRetryExhausted(b *testing.B) {
-	mw, err := retry.New[int, int](retry.Config{DelayFunc: func(int, error) time.Duration { return 0 }})
+	r, err := retry.New(retry.Config{DelayFunc: func(int, error) time.Duration { return 0 }})
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := mw(func(context.Context, int) (int, error) { return 0, errFlaky })
+	s := retry.Middleware[int, int](r)(func(context.Context, int) (int, error) { return 0, errFlaky })
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -108,4 +108,43 @@ func BenchmarkRetryExhausted(b *testing.B) {
 			b.Fatal("no error")
 		}
 	}
+}
+
+// BenchmarkRetrySuccessCancelCtx: the success path with a cancelable
+// context, whose Err is what the ended-context check reads.
+func BenchmarkRetrySuccessCancelCtx(b *testing.B) {
+	s := newStage(b, retry.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		n, _ := s(ctx, 1)
+		sink += n
+	}
+}
+
+// BenchmarkRetryEndedCtx: the rejection path, a call whose context has
+// already ended.
+func BenchmarkRetryEndedCtx(b *testing.B) {
+	s := newStage(b, retry.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		n, _ := s(ctx, 1)
+		sink += n
+	}
+}
+
+// BenchmarkRetrySuccessParallel: both cores calling through one Retrier;
+// the success path touches no shared counter.
+func BenchmarkRetrySuccessParallel(b *testing.B) {
+	s := newStage(b, retry.Config{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s(ctx, 1)
+		}
+	})
 }

@@ -2,29 +2,32 @@ package retry
 
 import (
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
+	"github.com/brace-go/brace/internal/xrand"
+	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/budget"
 )
 
 // Defaults used for zero-valued [Config] fields.
 const (
-	DefaultMaxAttempts = 3
-	DefaultBaseDelay   = 100 * time.Millisecond
-	DefaultMultiplier  = 2.0
-	DefaultMaxDelay    = 60 * time.Second
+	defaultMaxAttempts = 3
+	defaultBaseDelay   = 100 * time.Millisecond
+	defaultMultiplier  = 2.0
+	defaultMaxDelay    = 60 * time.Second
 )
 
 // Unlimited, as Config.MaxAttempts, removes the attempt limit. Retries then
 // end only on success, a non-retryable error, MaxElapsed, the context, or
-// the budget.
+// the budget. Memory stays bounded: an [ExhaustedError] keeps at most four
+// earlier errors.
 const Unlimited = -1
 
 // Jitter selects how a delay is randomised. With d the delay of the
-// exponential schedule for an attempt (see [Config.Delay]) and u a uniform
+// exponential schedule for an attempt (see [Config]) and u a uniform
 // random number in [0, 1):
 //
 //	FullJitter          u × d                           in [0, d]
@@ -58,37 +61,40 @@ func (j Jitter) String() string {
 	return fmt.Sprintf("Jitter(%d)", int(j))
 }
 
-// Config configures a Retry middleware. The zero value is valid: 3 attempts,
+// Config configures a [Retrier]. The zero value is valid: 3 attempts,
 // full-jittered exponential delays from 100 ms doubling up to 60 s, every
-// error retried except those [DefaultRetryable] rejects.
+// error retried except those [DefaultRetryable] rejects, no budget, no
+// name, no observer.
 type Config struct {
-	// Name identifies the middleware in log records ("name"). Optional.
+	// Name is the retrier's name in its events. Optional.
 	Name string
 
 	// MaxAttempts is the number of attempts, counting the first one: 3
 	// means one call and at most two retries, 1 disables retrying. Zero
-	// means DefaultMaxAttempts; use Unlimited for no limit. Other values
+	// means 3; use Unlimited for no limit. Other values
 	// below 1 are rejected.
 	MaxAttempts int
 
 	// BaseDelay is the delay before the first retry (attempt 2). Zero
-	// means DefaultBaseDelay.
+	// means 100 ms.
 	BaseDelay time.Duration
 
 	// Multiplier is the factor between consecutive delays: the delay
 	// before attempt n is BaseDelay × Multiplier^(n−2). Zero means
-	// DefaultMultiplier; 1 gives constant delays; below 1 is rejected.
+	// 2; 1 gives constant delays; below 1 is rejected.
 	Multiplier float64
 
-	// MaxDelay caps every delay, including jittered ones, custom ones
-	// from DelayFunc and server hints. Zero means DefaultMaxDelay. It
-	// must not be below BaseDelay.
+	// MaxDelay caps every delay of the schedule, including jittered ones
+	// and custom ones from DelayFunc, for any attempt number (the
+	// schedule is computed without overflow). It does not cap a server's hint
+	// (an error's RetryAfter): a retry never starts before the hint.
+	// Zero means 60 s. It must not be below BaseDelay.
 	MaxDelay time.Duration
 
 	// Jitter selects the randomisation; the zero value is FullJitter.
 	Jitter Jitter
 
-	// Seed seeds the middleware's random source, for reproducible tests.
+	// Seed seeds the retrier's random source, for reproducible tests.
 	// Zero means a random seed. The source is shared by all calls and
 	// safe for concurrent use.
 	Seed uint64
@@ -107,82 +113,80 @@ type Config struct {
 
 	// Retryable reports whether an error is worth retrying. Nil means
 	// DefaultRetryable. Errors marked with Permanent are never retried,
-	// whatever Retryable says.
+	// whatever Retryable says. A result check given to [Middleware]
+	// replaces it for that middleware's stages.
 	Retryable func(err error) bool
 
-	// Budget, if set, is drawn from before every retry; when it is empty
-	// the retry is not made (ReasonBudget). Each call deposits once. One
-	// budget may be shared by many middlewares.
+	// Budget, if set, is drawn from before every retry (budget.Acquire);
+	// when it is empty the retry is not made (ReasonBudget). Each call
+	// deposits once. One budget may be shared by many retriers, and with
+	// hedging.
 	Budget *budget.Budget
 
-	// OnRetry, if set, is called when a retry will really follow, just
-	// before the delay: attempt is the number of the attempt about to
-	// start (2 for the first retry), err the error that caused it, delay
-	// the wait before it. It runs on the caller's goroutine. The only
-	// case in which no attempt follows OnRetry is the context ending
-	// during the delay (the call then returns ReasonContext).
-	OnRetry func(attempt int, err error, delay time.Duration)
-
-	// Logger, if set, receives a debug record per retry and a warn record
-	// when retries run out. Nil means silent.
-	Logger *slog.Logger
-
-	// Counter, if set, counts calls, retries and exhaustions (see
-	// [Counter]). Nil means no counting, at the cost of one nil check per
-	// call; counting costs one atomic add per call.
-	Counter *Counter
+	// Observer, if set, receives a [middleware.Retry] event before each
+	// retry's delay and a [middleware.GaveUp] event when retrying stops
+	// on a failure. Nil means none.
+	Observer middleware.Observer
 }
 
-// policy is a validated Config with defaults applied. It never changes.
-type policy struct {
+// Retrier retries failed stages as its Config says. Build one with [New]
+// and turn it into a middleware with [Middleware]; one Retrier may guard
+// stages of any types, and its [Retrier.Stats] count them together. A
+// Retrier is safe for concurrent use and never changes after New.
+type Retrier struct {
 	schedule
 	name        string
+	obs         middleware.Observer
 	maxAttempts int // Unlimited or ≥ 1
 	maxElapsed  time.Duration
-	rnd         *source
+	rnd         *xrand.Source
 	delayFunc   func(int, error) time.Duration
 	retryable   func(error) bool
 	budget      *budget.Budget
-	onRetry     func(int, error, time.Duration)
-	logger      *slog.Logger
-	counter     *Counter
+
+	// Counted on the retry and give-up paths only, on their own cache
+	// line so that failing calls do not slow the fields above, which
+	// every call reads.
+	_       [64]byte
+	retries atomic.Uint64
+	gaveUp  atomic.Uint64
 }
 
-func newPolicy(cfg Config) (*policy, error) {
-	s, err := cfg.schedule(true)
+// New returns a Retrier for cfg, or an error naming the invalid Config
+// field.
+func New(cfg Config) (*Retrier, error) {
+	s, err := cfg.schedule()
 	if err != nil {
 		return nil, err
 	}
-	p := &policy{
+	r := &Retrier{
 		schedule:    s,
 		name:        cfg.Name,
+		obs:         cfg.Observer,
 		maxAttempts: cfg.MaxAttempts,
 		maxElapsed:  cfg.MaxElapsed,
 		delayFunc:   cfg.DelayFunc,
 		retryable:   cfg.Retryable,
 		budget:      cfg.Budget,
-		onRetry:     cfg.OnRetry,
-		logger:      cfg.Logger,
-		counter:     cfg.Counter,
 	}
 	switch {
-	case p.maxAttempts == 0:
-		p.maxAttempts = DefaultMaxAttempts
-	case p.maxAttempts < 1 && p.maxAttempts != Unlimited:
+	case r.maxAttempts == 0:
+		r.maxAttempts = defaultMaxAttempts
+	case r.maxAttempts < 1 && r.maxAttempts != Unlimited:
 		return nil, fmt.Errorf("retry: MaxAttempts must be at least 1 (or retry.Unlimited), got %d", cfg.MaxAttempts)
 	}
-	if p.maxElapsed < 0 {
+	if r.maxElapsed < 0 {
 		return nil, fmt.Errorf("retry: MaxElapsed must not be negative, got %v", cfg.MaxElapsed)
 	}
-	if p.retryable == nil {
-		p.retryable = DefaultRetryable
+	if r.retryable == nil {
+		r.retryable = DefaultRetryable
 	}
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	p.rnd = newSource(seed)
-	return p, nil
+	r.rnd = xrand.New(seed)
+	return r, nil
 }
 
 // schedule is the delay schedule of a Config with defaults applied.
@@ -192,76 +196,37 @@ type schedule struct {
 	jitter    Jitter
 }
 
-// schedule applies defaults. If strict, invalid fields are an error;
-// otherwise they are replaced by defaults (for the pure Delay methods).
-func (c Config) schedule(strict bool) (schedule, error) {
+// schedule applies defaults, and reports an invalid field as an error.
+func (c Config) schedule() (schedule, error) {
 	s := schedule{base: c.BaseDelay, max: c.MaxDelay, mult: c.Multiplier, jitter: c.Jitter}
 	bad := func(format string, args ...any) (schedule, error) {
 		return schedule{}, fmt.Errorf("retry: "+format, args...)
 	}
 	switch {
 	case s.base == 0:
-		s.base = DefaultBaseDelay
+		s.base = defaultBaseDelay
 	case s.base < 0:
-		if strict {
-			return bad("BaseDelay must not be negative, got %v", c.BaseDelay)
-		}
-		s.base = DefaultBaseDelay
+		return bad("BaseDelay must not be negative, got %v", c.BaseDelay)
 	}
 	switch {
 	case s.mult == 0:
-		s.mult = DefaultMultiplier
+		s.mult = defaultMultiplier
 	case !(s.mult >= 1) || math.IsInf(s.mult, 0): // also catches NaN
-		if strict {
-			return bad("Multiplier must be at least 1, got %v", c.Multiplier)
-		}
-		s.mult = DefaultMultiplier
+		return bad("Multiplier must be at least 1, got %v", c.Multiplier)
 	}
 	switch {
 	case s.max == 0:
-		s.max = DefaultMaxDelay
+		s.max = defaultMaxDelay
 	case s.max < 0:
-		if strict {
-			return bad("MaxDelay must not be negative, got %v", c.MaxDelay)
-		}
-		s.max = DefaultMaxDelay
+		return bad("MaxDelay must not be negative, got %v", c.MaxDelay)
 	}
 	if s.max < s.base {
-		if strict {
-			return bad("MaxDelay (%v) must not be below BaseDelay (%v)", s.max, s.base)
-		}
-		s.max = s.base
+		return bad("MaxDelay (%v) must not be below BaseDelay (%v)", s.max, s.base)
 	}
 	if s.jitter < FullJitter || s.jitter > DecorrelatedJitter {
-		if strict {
-			return bad("unknown Jitter %d", int(c.Jitter))
-		}
-		s.jitter = FullJitter
+		return bad("unknown Jitter %d", int(c.Jitter))
 	}
 	return s, nil
-}
-
-// Delay returns the delay of the exponential schedule before the given
-// attempt, without jitter: 0 for attempt 1 and below, BaseDelay for attempt
-// 2, then BaseDelay × Multiplier^(attempt−2), capped at MaxDelay. It is
-// correct for every int (no overflow) and is the upper bound of the full
-// and equal jitter modes. Zero fields mean their defaults; invalid fields,
-// which New would reject, are replaced by defaults.
-//
-// Delay is pure: it is for table-testing a policy.
-func (c Config) Delay(attempt int) time.Duration {
-	s, _ := c.schedule(false)
-	return s.delay(attempt)
-}
-
-// JitteredDelay returns the delay before attempt as the middleware computes
-// it for the random draw u in [0, 1) (clamped into that range), where prev
-// is the delay that preceded the previous attempt (used only by
-// DecorrelatedJitter; ≤ 0 means BaseDelay). The result is never negative
-// and never above MaxDelay. Like Delay it is pure, for table tests.
-func (c Config) JitteredDelay(attempt int, prev time.Duration, u float64) time.Duration {
-	s, _ := c.schedule(false)
-	return s.jittered(attempt, prev, u)
 }
 
 func (s schedule) delay(attempt int) time.Duration {

@@ -6,71 +6,106 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/brace-go/brace/internal/xerrors"
 )
 
 // ErrRejected is the error recorded for an attempt that returned no error
-// but whose result the result check of [NewWithResult] rejected. It is
+// but whose result the result check given to [Middleware] rejected. It is
 // what an [ExhaustedError] wraps when the last attempt failed that way.
 var ErrRejected = errors.New("retry: result rejected")
 
-// Reason says why retrying stopped before a success.
-type Reason int
+// Reason says why retrying stopped. Its value is the one word that
+// GaveUp events carry in Event.Reason.
+type Reason string
 
 const (
 	// ReasonAttempts: MaxAttempts attempts were made.
-	ReasonAttempts Reason = iota + 1
+	ReasonAttempts Reason = "attempts"
 	// ReasonElapsed: the next retry would start after MaxElapsed.
-	ReasonElapsed
+	ReasonElapsed Reason = "elapsed"
 	// ReasonDeadline: the next delay would end at or after the context
-	// deadline, so the retry could not run; Retry stops at once rather than
-	// sleeping into the deadline.
-	ReasonDeadline
-	// ReasonBudget: the retry budget was empty.
-	ReasonBudget
-	// ReasonContext: the context ended before or during the delay.
-	ReasonContext
+	// deadline, so the retry could not run; the call stops at once rather
+	// than sleeping into the deadline.
+	ReasonDeadline Reason = "deadline"
+	// ReasonHint: the error's RetryAfter hint asked for a longer wait
+	// than MaxElapsed or the context deadline leaves. The retry is not
+	// made early (that would ignore the server); the call stops at once.
+	ReasonHint Reason = "hint"
+	// ReasonBudget: the retry budget refused the retry (budget.ErrExhausted).
+	ReasonBudget Reason = "budget"
+	// ReasonCanceled: the context ended (canceled, or its deadline
+	// passed) before or during the delay.
+	ReasonCanceled Reason = "canceled"
+	// ReasonPermanent is used only in GaveUp events, never in an
+	// ExhaustedError: a non-retryable (or Permanent) error ended the call
+	// after at least one retry, and comes back unchanged.
+	ReasonPermanent Reason = "permanent"
 )
 
-func (r Reason) String() string {
-	switch r {
+// describe is the reason's text in ExhaustedError.Error.
+func (e *ExhaustedError) describe() string {
+	switch e.Reason {
 	case ReasonAttempts:
 		return "max attempts reached"
 	case ReasonElapsed:
-		return "max elapsed time reached"
+		return fmt.Sprintf("max elapsed time reached (next delay %v)", e.Delay)
 	case ReasonDeadline:
-		return "next delay passes the context deadline"
+		return fmt.Sprintf("next delay passes the context deadline (next delay %v)", e.Delay)
+	case ReasonHint:
+		limit := e.limit
+		if limit == "" {
+			limit = "the time budget"
+		}
+		return fmt.Sprintf("retry-after hint %v exceeds %s", e.Delay, limit)
 	case ReasonBudget:
 		return "retry budget empty"
-	case ReasonContext:
+	case ReasonCanceled:
+		if e.ctxErr != nil {
+			if e.cause != nil {
+				return fmt.Sprintf("%v (cause: %v)", e.ctxErr, e.cause)
+			}
+			return e.ctxErr.Error()
+		}
 		return "context done"
 	}
-	return fmt.Sprintf("Reason(%d)", int(r))
+	return string(e.Reason)
 }
 
 // keptEarlier bounds ExhaustedError.Earlier: the first error and the most
 // recent ones are kept, so unlimited attempts use bounded memory.
 const keptEarlier = 4
 
-// ExhaustedError is returned when Retry stops while the last attempt had
+// ExhaustedError is returned when retrying stops while the last attempt had
 // failed with a retryable error (or a rejected result): attempts ran out,
-// time or budget ran out, or the context ended.
+// time or budget ran out, a server's hint asked for more time than was
+// left, or the context ended.
 //
-// It unwraps to the last error, to the earlier errors it kept, and, for
-// ReasonContext, to the context's error, so errors.Is(err, ctx.Err()) and
-// errors.Is(err, cause) both work. Non-retryable errors are never wrapped
-// in it: they come back as the stage returned them.
+// # What errors.Is matches
+//
+// It unwraps to the last attempt's error — the failure the caller is left
+// with — and, for ReasonCanceled, to the context's error and its cause, so
+// errors.Is(err, ctx.Err()) and errors.Is(err, cause) work. It does not
+// unwrap to earlier attempts' errors: a call whose first attempt timed out
+// and whose last was refused is a refusal, and errors.Is(err, errTimeout)
+// is false, so a caller counting failures by cause counts each call once,
+// under the error that ended it. Earlier keeps a bounded sample of the
+// others for logs and debugging.
+//
+// Non-retryable errors are never wrapped in it: they come back as the
+// stage returned them.
 type ExhaustedError struct {
 	Reason   Reason
 	Attempts int           // attempts made, counting the first
-	Delay    time.Duration // the delay the refused retry needed (ReasonElapsed, ReasonDeadline, ReasonBudget)
+	Delay    time.Duration // the delay the refused retry needed (ReasonElapsed, ReasonDeadline, ReasonHint, ReasonBudget)
 	Err      error         // the last attempt's error, or ErrRejected
 	// Earlier holds up to 4 errors of earlier attempts, oldest first: the
-	// first attempt's error and the most recent ones before the last.
+	// first attempt's error and the most recent ones before the last. They
+	// are for inspection only: errors.Is and errors.As do not see them.
 	Earlier []error
-	// CtxErr is ctx.Err() for ReasonContext, nil otherwise.
-	CtxErr error
-
-	cause error // context.Cause(ctx), when it differs from CtxErr
+	ctxErr  error  // ctx.Err() for ReasonCanceled, nil otherwise
+	cause   error  // context.Cause(ctx), when it differs from ctxErr
+	limit   string // ReasonHint: the limit the hint exceeds
 }
 
 func (e *ExhaustedError) Error() string {
@@ -80,17 +115,7 @@ func (e *ExhaustedError) Error() string {
 		b.WriteByte('s')
 	}
 	b.WriteString(": ")
-	switch {
-	case e.Reason == ReasonContext && e.CtxErr != nil:
-		b.WriteString(e.CtxErr.Error())
-		if e.cause != nil {
-			fmt.Fprintf(&b, " (cause: %v)", e.cause)
-		}
-	case e.Reason == ReasonElapsed || e.Reason == ReasonDeadline:
-		fmt.Fprintf(&b, "%v (next delay %v)", e.Reason, e.Delay)
-	default:
-		b.WriteString(e.Reason.String())
-	}
+	b.WriteString(e.describe())
 	if e.Err != nil {
 		b.WriteString(": last error: ")
 		b.WriteString(e.Err.Error())
@@ -98,42 +123,40 @@ func (e *ExhaustedError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns the last error, the context error and cause (if any) and
-// the earlier errors, most recent first, for errors.Is and errors.As.
+// Unwrap returns the last attempt's error and, for ReasonCanceled, the
+// context's error and its cause (if it differs), for errors.Is and
+// errors.As. Earlier errors are not returned; see [ExhaustedError].
 func (e *ExhaustedError) Unwrap() []error {
-	errs := make([]error, 0, 3+len(e.Earlier))
-	for _, err := range []error{e.Err, e.CtxErr, e.cause} {
+	errs := make([]error, 0, 3)
+	for _, err := range []error{e.Err, e.ctxErr, e.cause} {
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for i := len(e.Earlier) - 1; i >= 0; i-- { // most recent first
-		errs = append(errs, e.Earlier[i])
-	}
 	return errs
 }
 
-// PermanentError marks an error as not retryable; build it with
+// permanentError marks an error as not retryable; build it with
 // [Permanent]. Its text is the text of the error it marks, so a mark
 // changes no message.
-type PermanentError struct{ Err error }
+type permanentError struct{ err error }
 
-func (e *PermanentError) Error() string { return e.Err.Error() }
-func (e *PermanentError) Unwrap() error { return e.Err }
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
 
 // Permanent marks err as not retryable, whatever Config.Retryable says. The
 // mark survives wrapping (fmt.Errorf("...: %w", retry.Permanent(err))):
-// Retry finds it with errors.As.
+// the retry middleware finds it as errors.As would.
 //
-// Retry gives the caller back the original error: if the stage returned
-// the mark itself, Retry returns err; if the mark is deeper in a wrapped
-// chain, Retry returns the chain unchanged, and the mark in it is
+// The middleware gives the caller back the original error: if the stage
+// returned the mark itself, the call returns err; if the mark is deeper in
+// a wrapped chain, the call returns the chain unchanged, and the mark in it is
 // transparent (same text, unwraps to err). Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &PermanentError{Err: err}
+	return &permanentError{err: err}
 }
 
 // DefaultRetryable is the classification used when Config.Retryable is
@@ -150,27 +173,24 @@ func Permanent(err error) error {
 //
 // # The Retryable() contract
 //
-// An error type opts in by having a method Retryable() bool, found with
-// errors.As anywhere in the chain (the first one found decides). Brace's
-// own rejections follow it: the breaker's open rejection
-// (*breaker.OpenError, matching breaker.ErrOpen) and backpressure's shed
-// error report false (an open breaker or a shed means the downstream must
-// get less traffic; retrying would defeat the protection and burn the
-// attempts in a fast loop), and timeout's error reports true (a per-attempt timeout
-// is worth retrying while the caller's context lives, although it
-// satisfies errors.Is(err, context.DeadlineExceeded)). Pass your own
-// Retryable to change any of this; it can call DefaultRetryable.
+// An error type opts in by having a method Retryable() bool, found as
+// errors.As would find it anywhere in the chain (the first one found
+// decides). Brace's own local rejections follow it: the breaker's open
+// rejection, backpressure's shed error and budget.ErrExhausted report
+// false (they mean the downstream must get less traffic; retrying would
+// defeat the protection and burn the attempts in a fast loop), and
+// timeout's error reports true (a per-attempt timeout is worth retrying
+// while the caller's context lives, although it satisfies
+// errors.Is(err, context.DeadlineExceeded)). Pass your own Retryable to
+// change any of this; it can call DefaultRetryable.
 func DefaultRetryable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if _, ok := errors.AsType[*PermanentError](err); ok {
+	if _, ok := xerrors.Find[*permanentError](err); ok {
 		return false
 	}
-	if r, ok := errors.AsType[interface {
-		error
-		Retryable() bool
-	}](err); ok {
+	if r, ok := xerrors.Find[interface{ Retryable() bool }](err); ok {
 		return r.Retryable()
 	}
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)

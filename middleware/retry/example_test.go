@@ -12,12 +12,13 @@ import (
 )
 
 func ExampleNew() {
-	mw, err := retry.New[string, string](retry.Config{
+	r, err := retry.New(retry.Config{
+		Name:        "kv",
 		MaxAttempts: 4,
 		BaseDelay:   time.Millisecond,
-		OnRetry: func(attempt int, err error, _ time.Duration) {
-			fmt.Printf("attempt %d after: %v\n", attempt, err)
-		},
+		Observer: middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+			fmt.Printf("%v: attempt %d failed: %v\n", e.Kind, e.Attempt, e.Err)
+		}),
 	})
 	if err != nil {
 		panic(err)
@@ -30,38 +31,26 @@ func ExampleNew() {
 		}
 		return "value of " + key, nil
 	}
-	v, err := middleware.Apply(fetch, mw)(context.Background(), "k")
+	v, err := middleware.Apply(fetch, retry.Middleware[string, string](r))(context.Background(), "k")
 	fmt.Println(v, err)
+	fmt.Printf("%+v\n", r.Stats())
 	// Output:
-	// attempt 2 after: connection reset
-	// attempt 3 after: connection reset
+	// retry: attempt 1 failed: connection reset
+	// retry: attempt 2 failed: connection reset
 	// value of k <nil>
+	// {Retries:2 GaveUp:0}
 }
 
-func ExampleConfig_Delay() {
-	cfg := retry.Config{BaseDelay: time.Second, MaxDelay: 10 * time.Second}
-	for _, attempt := range []int{1, 2, 3, 4, 5, 6, 1 << 31} {
-		fmt.Printf("before attempt %d: %v\n", attempt, cfg.Delay(attempt))
-	}
-	// Output:
-	// before attempt 1: 0s
-	// before attempt 2: 1s
-	// before attempt 3: 2s
-	// before attempt 4: 4s
-	// before attempt 5: 8s
-	// before attempt 6: 10s
-	// before attempt 2147483648: 10s
-}
-
-func ExampleNewWithResult() {
-	// Retry on HTTP 503 as well as on errors.
-	retryOn := func(status int, err error) bool { return status == 503 || retry.DefaultRetryable(err) }
-	mw, err := retry.NewWithResult[string, int](retry.Config{BaseDelay: time.Millisecond}, retryOn)
+// A result check, the optional argument of Middleware, retries on a value
+// such as an HTTP 503 as well as on errors.
+func ExampleMiddleware_resultCheck() {
+	r, err := retry.New(retry.Config{BaseDelay: time.Millisecond})
 	if err != nil {
 		panic(err)
 	}
+	retryOn := func(status int, err error) bool { return status == 503 || retry.DefaultRetryable(err) }
 	statuses := []int{503, 503, 200}
-	get := mw(func(context.Context, string) (int, error) {
+	get := retry.Middleware[string, int](r, retryOn)(func(context.Context, string) (int, error) {
 		s := statuses[0]
 		statuses = statuses[1:]
 		return s, nil
@@ -72,9 +61,9 @@ func ExampleNewWithResult() {
 
 func ExamplePermanent() {
 	errNotFound := errors.New("not found")
-	mw, _ := retry.New[string, string](retry.Config{})
+	r, _ := retry.New(retry.Config{})
 	calls := 0
-	get := mw(func(context.Context, string) (string, error) {
+	get := retry.Middleware[string, string](r)(func(context.Context, string) (string, error) {
 		calls++
 		return "", fmt.Errorf("get user: %w", retry.Permanent(errNotFound))
 	})
@@ -83,33 +72,47 @@ func ExamplePermanent() {
 	// Output: 1 get user: not found true
 }
 
+// errors.Is on an *ExhaustedError matches the error that ended the call —
+// the last attempt's — and not the errors of earlier attempts, which the
+// error keeps (a bounded sample) in Earlier. A call is counted once, under
+// the failure it ended with.
 func ExampleExhaustedError() {
+	errTimeout := errors.New("attempt timed out")
 	errDown := errors.New("service down")
-	mw, _ := retry.New[int, int](retry.Config{MaxAttempts: 3, BaseDelay: time.Millisecond})
-	_, err := mw(func(context.Context, int) (int, error) { return 0, errDown })(context.Background(), 1)
+	r, _ := retry.New(retry.Config{MaxAttempts: 3, BaseDelay: time.Millisecond})
+	attempt := 0
+	_, err := retry.Middleware[int, int](r)(func(context.Context, int) (int, error) {
+		if attempt++; attempt < 3 {
+			return 0, errTimeout
+		}
+		return 0, errDown
+	})(context.Background(), 1)
 
 	fmt.Println(err)
-	fmt.Println(errors.Is(err, errDown))
-	if e, ok := errors.AsType[*retry.ExhaustedError](err); ok {
-		fmt.Println(e.Attempts, e.Reason)
+	fmt.Println("is down:", errors.Is(err, errDown))
+	fmt.Println("is timeout:", errors.Is(err, errTimeout))
+	var e *retry.ExhaustedError
+	if errors.As(err, &e) {
+		fmt.Println(e.Attempts, e.Reason, e.Earlier)
 	}
 	// Output:
 	// retry: giving up after 3 attempts: max attempts reached: last error: service down
-	// true
-	// 3 max attempts reached
+	// is down: true
+	// is timeout: false
+	// 3 attempts [attempt timed out attempt timed out]
 }
 
 func ExampleConfig_budget() {
-	// One budget per downstream, shared by every Retry that calls it. This
-	// one allows one retry per call and no reserve, so an outage at most
-	// doubles the load, however many attempts each Retry would make.
+	// One budget per downstream, shared by every Retrier that calls it.
+	// This one allows one retry per call and no reserve, so an outage at
+	// most doubles the load, however many attempts each Retrier would make.
 	b, err := budget.New(budget.Config{Ratio: 1, MinPerSecond: budget.None})
 	if err != nil {
 		panic(err)
 	}
-	mw, _ := retry.New[int, int](retry.Config{MaxAttempts: 10, BaseDelay: time.Millisecond, Budget: b})
+	r, _ := retry.New(retry.Config{MaxAttempts: 10, BaseDelay: time.Millisecond, Budget: b})
 	calls := 0
-	down := mw(func(context.Context, int) (int, error) { calls++; return 0, errors.New("service down") })
+	down := retry.Middleware[int, int](r)(func(context.Context, int) (int, error) { calls++; return 0, errors.New("service down") })
 
 	_, err = down(context.Background(), 1)
 	fmt.Println(calls, "calls:", err)

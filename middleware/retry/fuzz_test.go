@@ -22,7 +22,7 @@ func FuzzDelay(f *testing.F) {
 	f.Add(math.MinInt, int64(-5), int64(-5), math.NaN(), 9, int64(5), math.NaN())
 	f.Fuzz(func(t *testing.T, attempt int, base, maxDelay int64, mult float64, jitter int, prev int64, u float64) {
 		cfg := Config{BaseDelay: time.Duration(base), MaxDelay: time.Duration(maxDelay), Multiplier: mult, Jitter: Jitter(jitter)}
-		s, _ := cfg.schedule(false)
+		s := cfg.lenient()
 		for _, d := range []time.Duration{cfg.Delay(attempt), cfg.JitteredDelay(attempt, time.Duration(prev), u)} {
 			if d < 0 || d > s.max {
 				t.Fatalf("%+v attempt %d: delay %v outside [0, %v]", cfg, attempt, d, s.max)
@@ -38,9 +38,9 @@ func FuzzDelay(f *testing.F) {
 	})
 }
 
-// FuzzNew checks the validator: any Config yields a working middleware or
+// FuzzNew checks the validator: any Config yields a working Retrier or
 // an error that starts with "retry: " and names the field at fault, never
-// a panic. A working middleware is run against a stage that fails twice:
+// a panic. Its middleware is run against a stage that fails twice:
 // it either succeeds on the third attempt or says why it stopped, and it
 // never makes more attempts than configured nor sleeps past the context.
 func FuzzNew(f *testing.F) {
@@ -62,17 +62,17 @@ func FuzzNew(f *testing.F) {
 			MaxAttempts: attempts, BaseDelay: time.Duration(base), Multiplier: mult,
 			MaxDelay: time.Duration(maxDelay), Jitter: Jitter(jitter), MaxElapsed: time.Duration(maxElapsed), Seed: 1,
 		}
-		mw, err := New[int, int](cfg)
+		r, err := New(cfg)
 		if err != nil {
-			if mw != nil {
-				t.Fatalf("%+v: New returned a middleware and the error %v", cfg, err)
+			if r != nil {
+				t.Fatalf("%+v: New returned a Retrier and the error %v", cfg, err)
 			}
 			wantFieldError(t, err, "retry: ", "MaxAttempts", "BaseDelay", "Multiplier", "MaxDelay", "Jitter", "MaxElapsed")
 			return
 		}
 		synctest.Test(t, func(t *testing.T) {
 			calls := 0
-			s := mw(func(context.Context, int) (int, error) {
+			s := Middleware[int, int](r)(func(context.Context, int) (int, error) {
 				if calls++; calls < 3 {
 					return 0, errFuzz
 				}

@@ -1,7 +1,6 @@
 package retry_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,20 +55,54 @@ func always(err error, n int) []error {
 	return errs
 }
 
-func mustNew(t testing.TB, cfg retry.Config) middleware.Middleware[int, int] {
+func newRetrier(t testing.TB, cfg retry.Config) *retry.Retrier {
 	t.Helper()
-	mw, err := retry.New[int, int](cfg)
+	r, err := retry.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mw
+	return r
+}
+
+func mustNew(t testing.TB, cfg retry.Config) middleware.Middleware[int, int] {
+	t.Helper()
+	return retry.Middleware[int, int](newRetrier(t, cfg))
+}
+
+// recorder collects events.
+type recorder struct {
+	mu     sync.Mutex
+	events []middleware.Event
+}
+
+func (r *recorder) Observe(_ context.Context, e middleware.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) list() []middleware.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]middleware.Event(nil), r.events...)
+}
+
+// retryDelays returns the Delay of each Retry event.
+func (r *recorder) retryDelays() []time.Duration {
+	var ds []time.Duration
+	for _, e := range r.list() {
+		if e.Kind == middleware.Retry {
+			ds = append(ds, e.Delay)
+		}
+	}
+	return ds
 }
 
 // exhausted returns err as an *ExhaustedError or fails the test.
 func exhausted(t *testing.T, err error) *retry.ExhaustedError {
 	t.Helper()
-	e, ok := errors.AsType[*retry.ExhaustedError](err)
-	if !ok {
+	var e *retry.ExhaustedError
+	if !errors.As(err, &e) {
 		t.Fatalf("error %v (%T) is not an *ExhaustedError", err, err)
 	}
 	return e
@@ -98,33 +131,42 @@ func TestNewValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			mw, err := retry.New[int, int](tt.cfg)
+			r, err := retry.New(tt.cfg)
 			if tt.want == "" {
-				if err != nil || mw == nil {
-					t.Fatalf("New = %v; want a middleware", err)
+				if err != nil || r == nil {
+					t.Fatalf("New = %v; want a Retrier", err)
 				}
 				return
 			}
-			if err == nil || err.Error() != tt.want {
-				t.Fatalf("New error = %v; want %q", err, tt.want)
+			if err == nil || err.Error() != tt.want || r != nil {
+				t.Fatalf("New = %v, %v; want nil, %q", r, err, tt.want)
 			}
 		})
 	}
 }
 
-func TestNewWithResultValidation(t *testing.T) {
-	if _, err := retry.NewWithResult[int, int](retry.Config{}, nil); err == nil ||
-		err.Error() != "retry: NewWithResult needs a non-nil result check" {
-		t.Errorf("nil check: err = %v", err)
-	}
+func TestMiddlewarePanics(t *testing.T) {
+	r := newRetrier(t, retry.Config{})
 	check := func(int, error) bool { return false }
-	if _, err := retry.NewWithResult[int, int](retry.Config{Retryable: retry.DefaultRetryable}, check); err == nil ||
-		err.Error() != "retry: Retryable must be nil with NewWithResult; the result check sees errors too" {
-		t.Errorf("both set: err = %v", err)
+	tests := []struct {
+		name string
+		f    func()
+		want string
+	}{
+		{"nil *Retrier", func() { retry.Middleware[int, int](nil) }, "retry: nil *Retrier (was New's error ignored?)"},
+		{"nil result check", func() { retry.Middleware[int, int](r, nil) }, "retry: nil result check"},
+		{"two result checks", func() { retry.Middleware[int, int](r, check, check) }, "retry: more than one result check"},
+		{"nil stage", func() { retry.Middleware[int, int](r)(nil) }, "retry: nil stage"},
 	}
-	if _, err := retry.NewWithResult[int, int](retry.Config{MaxAttempts: -5}, check); err == nil ||
-		!strings.HasPrefix(err.Error(), "retry: MaxAttempts") {
-		t.Errorf("bad config: err = %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if got := recover(); got != tt.want {
+					t.Errorf("panic = %v; want %q", got, tt.want)
+				}
+			}()
+			tt.f()
+		})
 	}
 }
 
@@ -223,20 +265,12 @@ func TestJitteredDelay(t *testing.T) {
 // attempts, base 1 s, cap 60 s, no jitter: 1+2+4+8 = 15 s of fake time.
 func TestFiveAttemptsTakeFifteenSeconds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		type event struct {
-			Attempt int
-			Delay   time.Duration
-		}
-		var events []event
-		mw := mustNew(t, retry.Config{
-			MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: 60 * time.Second, Jitter: retry.NoJitter,
-			OnRetry: func(attempt int, err error, delay time.Duration) {
-				if !errors.Is(err, errBoom) {
-					t.Errorf("OnRetry err = %v; want boom", err)
-				}
-				events = append(events, event{attempt, delay})
-			},
+		var rec recorder
+		r := newRetrier(t, retry.Config{
+			Name: "db", MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: 60 * time.Second, Jitter: retry.NoJitter,
+			Observer: &rec,
 		})
+		mw := retry.Middleware[int, int](r)
 		f := newFlaky(always(errBoom, 100)...)
 		start := time.Now()
 		_, err := mw(f.stage)(t.Context(), 0)
@@ -247,9 +281,21 @@ func TestFiveAttemptsTakeFifteenSeconds(t *testing.T) {
 		if diff := cmp.Diff(want, f.at); diff != "" {
 			t.Errorf("attempt times (-want +got):\n%s", diff)
 		}
-		wantEvents := []event{{2, time.Second}, {3, 2 * time.Second}, {4, 4 * time.Second}, {5, 8 * time.Second}}
-		if diff := cmp.Diff(wantEvents, events); diff != "" {
-			t.Errorf("OnRetry events (-want +got):\n%s", diff)
+		ev := func(k middleware.Kind, attempt int, delay time.Duration, err error, reason string) middleware.Event {
+			return middleware.Event{Kind: k, Concern: "retry", Name: "db", Attempt: attempt, Delay: delay, Err: err, Reason: reason}
+		}
+		wantEvents := []middleware.Event{
+			ev(middleware.Retry, 1, time.Second, errBoom, ""),
+			ev(middleware.Retry, 2, 2*time.Second, errBoom, ""),
+			ev(middleware.Retry, 3, 4*time.Second, errBoom, ""),
+			ev(middleware.Retry, 4, 8*time.Second, errBoom, ""),
+			ev(middleware.GaveUp, 5, 0, err, "attempts"),
+		}
+		if diff := cmp.Diff(wantEvents, rec.list(), cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(retry.Stats{Retries: 4, GaveUp: 1}, r.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
 		}
 		e := exhausted(t, err)
 		if e.Attempts != 5 || e.Reason != retry.ReasonAttempts || !errors.Is(err, errBoom) {
@@ -280,13 +326,6 @@ func TestOneAttempt(t *testing.T) {
 	}
 	if got, want := err.Error(), "retry: giving up after 1 attempt: max attempts reached: last error: boom"; got != want {
 		t.Errorf("Error() = %q; want %q", got, want)
-	}
-}
-
-func TestNilStage(t *testing.T) {
-	_, err := mustNew(t, retry.Config{})(nil)(t.Context(), 0)
-	if !errors.Is(err, middleware.ErrNilStage) {
-		t.Fatalf("err = %v; want ErrNilStage", err)
 	}
 }
 
@@ -378,7 +417,7 @@ func TestPermanent(t *testing.T) {
 	if got, want := wrappedMark.Error(), "fetch: decode: unexpected EOF"; got != want {
 		t.Errorf("the mark changed the text: %q; want %q", got, want)
 	}
-	if _, ok := errors.AsType[*retry.PermanentError](wrappedMark); !ok {
+	if pe := new(retry.PermanentError); !errors.As(wrappedMark, &pe) {
 		t.Error("errors.As does not find the mark through wrapping")
 	}
 }
@@ -399,11 +438,8 @@ func TestDeadlineStopsBeforeSleeping(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
 		defer cancel()
-		var retries int
-		mw := mustNew(t, retry.Config{
-			MaxAttempts: 10, BaseDelay: time.Second, Jitter: retry.NoJitter,
-			OnRetry: func(int, error, time.Duration) { retries++ },
-		})
+		r := newRetrier(t, retry.Config{MaxAttempts: 10, BaseDelay: time.Second, Jitter: retry.NoJitter})
+		mw := retry.Middleware[int, int](r)
 		f := newFlaky(always(errBoom, 10)...)
 		start := time.Now()
 		_, err := mw(f.stage)(ctx, 0)
@@ -412,8 +448,8 @@ func TestDeadlineStopsBeforeSleeping(t *testing.T) {
 			t.Errorf("returned after %v; want 1s (no sleep into the deadline)", got)
 		}
 		e := exhausted(t, err)
-		if e.Reason != retry.ReasonDeadline || e.Attempts != 2 || e.Delay != 2*time.Second || retries != 1 {
-			t.Errorf("got %+v with %d retries; want ReasonDeadline after 2 attempts, delay 2s, 1 retry", e, retries)
+		if e.Reason != retry.ReasonDeadline || e.Attempts != 2 || e.Delay != 2*time.Second || r.Stats().Retries != 1 {
+			t.Errorf("got %+v with %+v; want ReasonDeadline after 2 attempts, delay 2s, 1 retry", e, r.Stats())
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			t.Error("the deadline has not passed, yet the error says it has")
@@ -439,11 +475,8 @@ func TestCancelDuringSleep(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ctx, cancel := context.WithCancelCause(t.Context())
 				defer cancel(nil)
-				var retries int
-				mw := mustNew(t, retry.Config{
-					BaseDelay: 10 * time.Second, Jitter: retry.NoJitter,
-					OnRetry: func(int, error, time.Duration) { retries++ },
-				})
+				r := newRetrier(t, retry.Config{BaseDelay: 10 * time.Second, Jitter: retry.NoJitter})
+				mw := retry.Middleware[int, int](r)
 				f := newFlaky(always(errBoom, 10)...)
 				start := time.Now()
 				go func() {
@@ -460,8 +493,13 @@ func TestCancelDuringSleep(t *testing.T) {
 					}
 				}
 				e := exhausted(t, err)
-				if e.Reason != retry.ReasonContext || e.Attempts != 1 || retries != 1 || f.calls != 1 {
-					t.Errorf("got %+v, %d retries, %d calls; want ReasonContext after 1 attempt", e, retries, f.calls)
+				// The retry was decided (counted, and a Retry event) before
+				// the context ended during its delay.
+				if e.Reason != retry.ReasonCanceled || e.Attempts != 1 || f.calls != 1 {
+					t.Errorf("got %+v, %d calls; want ReasonCanceled after 1 attempt", e, f.calls)
+				}
+				if diff := cmp.Diff(retry.Stats{Retries: 1, GaveUp: 1}, r.Stats()); diff != "" {
+					t.Errorf("Stats (-want +got):\n%s", diff)
 				}
 			})
 		})
@@ -470,14 +508,18 @@ func TestCancelDuringSleep(t *testing.T) {
 
 func TestContextDoneBeforeRetry(t *testing.T) {
 	// The stage fails with a retryable error while the caller's context
-	// ends: no retry follows and OnRetry is not called.
+	// ends: no retry follows and no Retry event is emitted.
 	ctx, cancel := context.WithCancel(t.Context())
 	stage := func(context.Context, int) (int, error) { cancel(); return 0, errBoom }
-	mw := mustNew(t, retry.Config{OnRetry: func(int, error, time.Duration) { t.Error("OnRetry called") }})
+	var rec recorder
+	mw := mustNew(t, retry.Config{Observer: &rec})
 	_, err := mw(stage)(ctx, 0)
+	if d := rec.retryDelays(); len(d) != 0 {
+		t.Errorf("Retry events %v; want none", d)
+	}
 	e := exhausted(t, err)
-	if e.Reason != retry.ReasonContext || !errors.Is(err, context.Canceled) || !errors.Is(err, errBoom) {
-		t.Fatalf("got %v; want ReasonContext wrapping Canceled and boom", err)
+	if e.Reason != retry.ReasonCanceled || !errors.Is(err, context.Canceled) || !errors.Is(err, errBoom) {
+		t.Fatalf("got %v; want ReasonCanceled wrapping Canceled and boom", err)
 	}
 	if got, want := err.Error(), "retry: giving up after 1 attempt: context canceled: last error: boom"; got != want {
 		t.Errorf("Error() = %q; want %q", got, want)
@@ -518,15 +560,18 @@ func TestRetryAfterHint(t *testing.T) {
 		timeout    time.Duration // 0: no deadline
 		hint       time.Duration
 		wantDelay  time.Duration // the delay before attempt 2
-		wantReason retry.Reason  // 0: the retry is made
+		wantReason retry.Reason  // "": the retry is made
 	}{
-		{"hint raises the delay", retry.Config{}, 0, 5 * time.Second, 5 * time.Second, 0},
-		{"hint below the schedule", retry.Config{BaseDelay: 10 * time.Second}, 0, time.Second, 10 * time.Second, 0},
-		{"hint capped by MaxDelay", retry.Config{MaxDelay: 30 * time.Second}, 0, 2 * time.Minute, 30 * time.Second, 0},
-		{"negative hint ignored", retry.Config{BaseDelay: time.Second}, 0, -time.Hour, time.Second, 0},
-		{"hint past the deadline: stop now", retry.Config{}, 10 * time.Second, 20 * time.Second, 20 * time.Second, retry.ReasonDeadline},
-		{"hint past MaxElapsed: stop now", retry.Config{MaxElapsed: 10 * time.Second}, 0, 20 * time.Second, 20 * time.Second, retry.ReasonElapsed},
-		{"hint within the deadline", retry.Config{}, 30 * time.Second, 20 * time.Second, 20 * time.Second, 0},
+		{"hint raises the delay", retry.Config{}, 0, 5 * time.Second, 5 * time.Second, ""},
+		{"hint below the schedule", retry.Config{BaseDelay: 10 * time.Second}, 0, time.Second, 10 * time.Second, ""},
+		{"hint not capped by MaxDelay", retry.Config{MaxDelay: 30 * time.Second}, 0, 2 * time.Minute, 2 * time.Minute, ""},
+		{"negative hint ignored", retry.Config{BaseDelay: time.Second}, 0, -time.Hour, time.Second, ""},
+		{"hint past the deadline: stop now", retry.Config{}, 10 * time.Second, 20 * time.Second, 20 * time.Second, retry.ReasonHint},
+		{"hint past MaxElapsed: stop now", retry.Config{MaxElapsed: 10 * time.Second}, 0, 20 * time.Second, 20 * time.Second, retry.ReasonHint},
+		{"hint within the deadline", retry.Config{}, 30 * time.Second, 20 * time.Second, 20 * time.Second, ""},
+		{"schedule past the deadline, hint shorter", retry.Config{BaseDelay: 20 * time.Second}, 10 * time.Second, time.Second, 20 * time.Second, retry.ReasonDeadline},
+		{"huge hint, no limit but the deadline", retry.Config{}, time.Hour, math.MaxInt64, math.MaxInt64, retry.ReasonHint},
+		{"huge hint past MaxElapsed saturates", retry.Config{MaxElapsed: time.Hour}, 0, math.MaxInt64, math.MaxInt64, retry.ReasonHint},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -539,17 +584,17 @@ func TestRetryAfterHint(t *testing.T) {
 				}
 				cfg := tt.cfg
 				cfg.Jitter = retry.NoJitter
-				var delays []time.Duration
-				cfg.OnRetry = func(_ int, _ error, d time.Duration) { delays = append(delays, d) }
+				var rec recorder
+				cfg.Observer = &rec
 				hint := hintErr{tt.hint}
 				f := newFlaky(fmt.Errorf("get: %w", hint))
 				start := time.Now()
 				got, err := mustNew(t, cfg)(f.stage)(ctx, 0)
-				if tt.wantReason == 0 {
+				if tt.wantReason == "" {
 					if err != nil || got != 2 {
 						t.Fatalf("got %d, %v; want success on attempt 2", got, err)
 					}
-					if diff := cmp.Diff([]time.Duration{tt.wantDelay}, delays); diff != "" {
+					if diff := cmp.Diff([]time.Duration{tt.wantDelay}, rec.retryDelays()); diff != "" {
 						t.Errorf("delays (-want +got):\n%s", diff)
 					}
 					if took := time.Since(start); took != tt.wantDelay {
@@ -561,8 +606,8 @@ func TestRetryAfterHint(t *testing.T) {
 					t.Errorf("slept %v before giving up; want 0", took)
 				}
 				e := exhausted(t, err)
-				if e.Reason != tt.wantReason || e.Delay != tt.wantDelay || len(delays) != 0 || !errors.Is(err, hint) {
-					t.Errorf("got %+v, OnRetry %v; want reason %v, delay %v, no retry", e, delays, tt.wantReason, tt.wantDelay)
+				if e.Reason != tt.wantReason || e.Delay != tt.wantDelay || len(rec.retryDelays()) != 0 || !errors.Is(err, hint) {
+					t.Errorf("got %+v, Retry events %v; want reason %v, delay %v, no retry", e, rec.retryDelays(), tt.wantReason, tt.wantDelay)
 				}
 			})
 		})
@@ -607,8 +652,8 @@ func TestBudgetNotSpentOnRefusedRetry(t *testing.T) {
 	for range 5 {
 		mw(newFlaky(errBoom).stage)(t.Context(), 0)
 	}
-	if got := b.Available(); got != 1 {
-		t.Fatalf("Available() = %d; want 1", got)
+	if got := b.Stats().Available; got != 1 {
+		t.Fatalf("Available = %d; want 1", got)
 	}
 }
 
@@ -648,7 +693,11 @@ func TestJitterStaysInBounds(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				cfg := retry.Config{MaxAttempts: 40, BaseDelay: time.Second, MaxDelay: 20 * time.Second, Jitter: j, Seed: 42}
 				var delays []time.Duration
-				cfg.OnRetry = func(attempt int, _ error, d time.Duration) {
+				cfg.Observer = middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+					if e.Kind != middleware.Retry {
+						return
+					}
+					d, attempt := e.Delay, e.Attempt+1 // the delay before attempt
 					delays = append(delays, d)
 					lo := time.Duration(0)
 					switch j {
@@ -662,7 +711,7 @@ func TestJitterStaysInBounds(t *testing.T) {
 					if d < lo || d > 20*time.Second {
 						t.Errorf("attempt %d: delay %v outside [%v, 20s]", attempt, d, lo)
 					}
-				}
+				})
 				mustNew(t, cfg)(newFlaky(always(errBoom, 100)...).stage)(t.Context(), 0)
 				if len(delays) != 39 {
 					t.Fatalf("%d retries; want 39", len(delays))
@@ -695,10 +744,7 @@ func TestResultCheck(t *testing.T) {
 	retryOn := func(status int, err error) bool {
 		return status == 503 || retry.DefaultRetryable(err)
 	}
-	mw, err := retry.NewWithResult[int, int](retry.Config{MaxAttempts: 3, Jitter: retry.NoJitter}, retryOn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mw := retry.Middleware[int, int](newRetrier(t, retry.Config{MaxAttempts: 3, Jitter: retry.NoJitter}), retryOn)
 	synctest.Test(t, func(t *testing.T) {
 		got, err := mw(statuses(503, 503, 200))(t.Context(), 0)
 		if err != nil || got != 200 {
@@ -721,7 +767,7 @@ func TestResultCheck(t *testing.T) {
 			t.Errorf("got %d, %v; want 2, nil", got, err)
 		}
 		// A permanent error never reaches the check.
-		mw2, _ := retry.NewWithResult[int, int](retry.Config{}, func(int, error) bool { t.Error("check called"); return true })
+		mw2 := retry.Middleware[int, int](newRetrier(t, retry.Config{}), func(int, error) bool { t.Error("check called"); return true })
 		if _, err := mw2(newFlaky(retry.Permanent(errBoom)).stage)(t.Context(), 0); err != errBoom {
 			t.Errorf("err = %v; want boom", err)
 		}
@@ -743,14 +789,15 @@ func TestUnlimitedKeepsBoundedErrors(t *testing.T) {
 	mw := mustNew(t, retry.Config{MaxAttempts: retry.Unlimited, DelayFunc: func(int, error) time.Duration { return 0 }})
 	_, err := mw(stage)(ctx, 0)
 	e := exhausted(t, err)
-	if e.Attempts != 1000 || e.Reason != retry.ReasonContext {
-		t.Fatalf("got %d attempts, %v; want 1000, ReasonContext", e.Attempts, e.Reason)
+	if e.Attempts != 1000 || e.Reason != retry.ReasonCanceled {
+		t.Fatalf("got %d attempts, %v; want 1000, ReasonCanceled", e.Attempts, e.Reason)
 	}
 	want := []error{errs[0], errs[996], errs[997], errs[998]}
 	if diff := cmp.Diff(want, e.Earlier, cmpopts.EquateErrors()); diff != "" {
 		t.Errorf("Earlier (-want +got):\n%s", diff)
 	}
-	for i, w := range map[int]bool{0: true, 500: false, 998: true, 999: true} {
+	// Only the last error is matched (issue 14 item 10).
+	for i, w := range map[int]bool{0: false, 500: false, 998: false, 999: true} {
 		if got := errors.Is(err, errs[i]); got != w {
 			t.Errorf("errors.Is(err, failure %d) = %v; want %v", i+1, got, w)
 		}
@@ -765,32 +812,8 @@ func TestEarlierErrorsShortRuns(t *testing.T) {
 		if diff := cmp.Diff([]error{e1, e2}, e.Earlier, cmpopts.EquateErrors()); diff != "" {
 			t.Errorf("Earlier (-want +got):\n%s", diff)
 		}
-		if diff := cmp.Diff([]error{e3, e2, e1}, e.Unwrap(), cmpopts.EquateErrors()); diff != "" {
+		if diff := cmp.Diff([]error{e3}, e.Unwrap(), cmpopts.EquateErrors()); diff != "" {
 			t.Errorf("Unwrap (-want +got):\n%s", diff)
-		}
-	})
-}
-
-func TestLogger(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var buf bytes.Buffer
-		logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
-			Level: slog.LevelDebug,
-			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-				if a.Key == slog.TimeKey {
-					return slog.Attr{}
-				}
-				return a
-			},
-		}))
-		mw := mustNew(t, retry.Config{Name: "db", BaseDelay: time.Second, Jitter: retry.NoJitter, Logger: logger})
-		mw(newFlaky(always(errBoom, 5)...).stage)(t.Context(), 0)
-		want := `level=DEBUG msg="retry: retrying" name=db attempt=2 delay=1s err=boom
-level=DEBUG msg="retry: retrying" name=db attempt=3 delay=2s err=boom
-level=WARN msg="retry: exhausted" name=db attempts=3 reason="max attempts reached" err=boom
-`
-		if diff := cmp.Diff(want, buf.String()); diff != "" {
-			t.Errorf("log (-want +got):\n%s", diff)
 		}
 	})
 }
@@ -803,11 +826,10 @@ func TestConcurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var retries atomic.Int64
-		mw := mustNew(t, retry.Config{
+		r := newRetrier(t, retry.Config{
 			MaxAttempts: 4, BaseDelay: time.Millisecond, Jitter: retry.DecorrelatedJitter, Budget: b,
-			OnRetry: func(int, error, time.Duration) { retries.Add(1) },
 		})
+		mw := retry.Middleware[int, int](r)
 		const goroutines = 1000
 		var ok, refused atomic.Int64
 		var wg sync.WaitGroup
@@ -833,8 +855,12 @@ func TestConcurrent(t *testing.T) {
 			t.Fatalf("ok %d + refused %d != %d", ok.Load(), refused.Load(), goroutines)
 		}
 		// The budget holds: retries never exceed half the calls.
-		if r := retries.Load(); r > goroutines/2 {
-			t.Fatalf("%d retries; budget allows %d", r, goroutines/2)
+		st := r.Stats()
+		if st.Retries > goroutines/2 {
+			t.Fatalf("%d retries; budget allows %d", st.Retries, goroutines/2)
+		}
+		if st.GaveUp != uint64(refused.Load()) {
+			t.Fatalf("Stats.GaveUp = %d; want %d refused calls", st.GaveUp, refused.Load())
 		}
 	})
 }
@@ -848,10 +874,7 @@ func TestAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok := func(context.Context, int) (int, error) { return 1, nil }
-	withResult, err := retry.NewWithResult[int, int](retry.Config{}, func(n int, err error) bool { return err != nil })
-	if err != nil {
-		t.Fatal(err)
-	}
+	withResult := retry.Middleware[int, int](newRetrier(t, retry.Config{}), func(n int, err error) bool { return err != nil })
 	ctx := t.Context()
 	for name, mw := range map[string]middleware.Middleware[int, int]{
 		"default":     mustNew(t, retry.Config{}),
@@ -882,6 +905,377 @@ func TestAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("one failure then success allocates %v times; want 0", n)
 	}
+
+	// A call whose context has ended (the rejection path: no attempt).
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	s = mustNew(t, retry.Config{})(ok)
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, err := s(ended, 1); err != context.Canceled {
+			t.Fatalf("ended context: %v", err)
+		}
+	}); n != 0 {
+		t.Errorf("ended context allocates %v times; want 0", n)
+	}
+	r := newRetrier(t, retry.Config{})
+	if n := testing.AllocsPerRun(100, func() { r.Stats() }); n != 0 {
+		t.Errorf("Stats allocates %v times; want 0", n)
+	}
 }
 
 var errFlakyAlloc = errors.New("flaky")
+
+// TestEndedContextRunsNothing: a call whose context has already ended
+// returns ctx.Err() unchanged, runs no attempt, deposits nothing in the
+// budget and emits nothing (issue 14 item 9).
+func TestEndedContextRunsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		canceled, cancel := context.WithCancelCause(t.Context())
+		cancel(errors.New("user left"))
+		expired, cancel2 := context.WithTimeout(t.Context(), time.Second)
+		defer cancel2()
+		time.Sleep(2 * time.Second)
+		for name, ctx := range map[string]context.Context{"canceled": canceled, "deadline passed": expired} {
+			b, err := budget.New(budget.Config{Ratio: 1, MinPerSecond: budget.None})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rec recorder
+			r := newRetrier(t, retry.Config{Budget: b, Observer: &rec})
+			f := newFlaky(errBoom)
+			_, err = retry.Middleware[int, int](r)(f.stage)(ctx, 0)
+			if err != ctx.Err() || f.calls != 0 {
+				t.Errorf("%s: got %v after %d attempts; want %v after none", name, err, f.calls, ctx.Err())
+			}
+			if b.Stats().Available != 0 || len(rec.list()) != 0 || r.Stats() != (retry.Stats{}) {
+				t.Errorf("%s: budget %+v, events %v, stats %+v; want nothing deposited, emitted or counted",
+					name, b.Stats(), rec.list(), r.Stats())
+			}
+		}
+	})
+}
+
+// TestHintAboveMaxDelay is the regression test for issue 14 item 8: a
+// RetryAfter hint above MaxDelay used to be capped to MaxDelay, so the
+// retry came too early. Now the retry waits for the whole hint when the
+// time budget allows, and otherwise stops at once with ReasonHint.
+func TestHintAboveMaxDelay(t *testing.T) {
+	cfg := retry.Config{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 200 * time.Millisecond, Jitter: retry.NoJitter}
+	hint := hintErr{5 * time.Second}
+
+	t.Run("waits for the hint", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFlaky(hint)
+			start := time.Now()
+			got, err := mustNew(t, cfg)(f.stage)(t.Context(), 0)
+			if err != nil || got != 2 {
+				t.Fatalf("got %d, %v; want success on attempt 2", got, err)
+			}
+			if diff := cmp.Diff([]time.Duration{0, 5 * time.Second}, f.at); diff != "" {
+				t.Errorf("attempt times (-want +got):\n%s", diff)
+			}
+			if took := time.Since(start); took != 5*time.Second {
+				t.Errorf("took %v; want 5s", took)
+			}
+		})
+	})
+	t.Run("deadline shorter than the hint", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+			var rec recorder
+			c := cfg
+			c.Observer = &rec
+			f := newFlaky(hint)
+			start := time.Now()
+			_, err := mustNew(t, c)(f.stage)(ctx, 0)
+			if took := time.Since(start); took != 0 || f.calls != 1 {
+				t.Errorf("took %v, %d attempts; want to stop at once after 1", took, f.calls)
+			}
+			e := exhausted(t, err)
+			if e.Reason != retry.ReasonHint || e.Delay != 5*time.Second || !errors.Is(err, hint) {
+				t.Errorf("got %+v; want ReasonHint, delay 5s, wrapping the hint error", e)
+			}
+			if got, want := err.Error(), "retry: giving up after 1 attempt: retry-after hint 5s exceeds the context deadline: last error: slow down"; got != want {
+				t.Errorf("Error() = %q; want %q", got, want)
+			}
+			want := []middleware.Event{{Kind: middleware.GaveUp, Concern: "retry", Attempt: 1, Delay: 5 * time.Second, Reason: "hint", Err: err}}
+			if diff := cmp.Diff(want, rec.list(), cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	})
+	t.Run("MaxElapsed shorter than the hint", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c := cfg
+			c.MaxElapsed = time.Second
+			_, err := mustNew(t, c)(newFlaky(hint).stage)(t.Context(), 0)
+			e := exhausted(t, err)
+			if got, want := err.Error(), "retry: giving up after 1 attempt: retry-after hint 5s exceeds MaxElapsed: last error: slow down"; e.Reason != retry.ReasonHint || got != want {
+				t.Errorf("got %v, %q; want ReasonHint, %q", e.Reason, got, want)
+			}
+		})
+	})
+}
+
+// TestErrorsIsMatchesLastAttemptOnly is the regression test for issue 14
+// item 10: errors.Is on an *ExhaustedError matched the errors of earlier
+// attempts, so a caller counting failures by cause counted one call under
+// several causes.
+func TestErrorsIsMatchesLastAttemptOnly(t *testing.T) {
+	errTimeout := errors.New("attempt timed out")
+	errRefused := errors.New("connection refused")
+	synctest.Test(t, func(t *testing.T) {
+		_, err := mustNew(t, retry.Config{MaxAttempts: 3})(newFlaky(errTimeout, errTimeout, errRefused).stage)(t.Context(), 0)
+		if errors.Is(err, errTimeout) {
+			t.Errorf("errors.Is(err, an earlier attempt's error) = true; want false")
+		}
+		if !errors.Is(err, errRefused) {
+			t.Errorf("errors.Is(err, the last attempt's error) = false; want true")
+		}
+		e := exhausted(t, err)
+		if diff := cmp.Diff([]error{errTimeout, errTimeout}, e.Earlier, cmpopts.EquateErrors()); diff != "" {
+			t.Errorf("Earlier (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestGaveUpEvents covers each path that ends a call on a failure, and
+// those that do not.
+func TestGaveUpEvents(t *testing.T) {
+	errFatal := errors.New("fatal")
+	tests := []struct {
+		name   string
+		cfg    retry.Config
+		errs   []error
+		cancel bool // cancel the context during the first attempt's second failure
+		want   []string
+		stats  retry.Stats
+	}{
+		{"success at once", retry.Config{}, nil, false, nil, retry.Stats{}},
+		{"success after a retry", retry.Config{}, []error{errBoom}, false, []string{"retry"}, retry.Stats{Retries: 1}},
+		{"not retryable at once: untouched", retry.Config{}, []error{retry.Permanent(errFatal)}, false, nil, retry.Stats{}},
+		{"not retryable after a retry", retry.Config{}, []error{errBoom, retry.Permanent(errFatal)}, false,
+			[]string{"retry", "gave-up permanent"}, retry.Stats{Retries: 1, GaveUp: 1}},
+		{"attempts", retry.Config{MaxAttempts: 2}, always(errBoom, 5), false,
+			[]string{"retry", "gave-up attempts"}, retry.Stats{Retries: 1, GaveUp: 1}},
+		{"elapsed", retry.Config{MaxElapsed: 50 * time.Millisecond}, always(errBoom, 5), false,
+			[]string{"gave-up elapsed"}, retry.Stats{GaveUp: 1}},
+		{"budget", retry.Config{Budget: mustBudget(t, budget.Config{Ratio: budget.None, MinPerSecond: budget.None})}, always(errBoom, 5), false,
+			[]string{"gave-up budget"}, retry.Stats{GaveUp: 1}},
+		{"stage returns ctx error after a retry", retry.Config{}, []error{errBoom, context.Canceled}, true,
+			[]string{"retry", "gave-up canceled"}, retry.Stats{Retries: 1, GaveUp: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				var rec recorder
+				cfg := tt.cfg
+				cfg.BaseDelay, cfg.MaxDelay, cfg.Jitter, cfg.Observer = 100*time.Millisecond, time.Second, retry.NoJitter, &rec
+				r := newRetrier(t, cfg)
+				f := newFlaky(tt.errs...)
+				stage := func(ctx context.Context, in int) (int, error) {
+					if tt.cancel && f.calls == 1 {
+						cancel()
+					}
+					return f.stage(ctx, in)
+				}
+				retry.Middleware[int, int](r)(stage)(ctx, 0)
+				var got []string
+				for _, e := range rec.list() {
+					got = append(got, strings.TrimSpace(e.Kind.String()+" "+e.Reason))
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("events (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(tt.stats, r.Stats()); diff != "" {
+					t.Errorf("Stats (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+func mustBudget(t *testing.T, cfg budget.Config) *budget.Budget {
+	t.Helper()
+	b, err := budget.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestStats: counts per path, with and without a result check; successes
+// are not counted (the old Counter's Successes and Failures are gone).
+func TestStats(t *testing.T) {
+	errFatal := errors.New("fatal")
+	tests := []struct {
+		name  string
+		calls [][]error // per call: the errors of its failing attempts before a success
+		want  retry.Stats
+	}{
+		{name: "successes", calls: [][]error{nil, nil, nil}, want: retry.Stats{}},
+		{name: "success after retries", calls: [][]error{{errBoom, errBoom}, {errBoom}}, want: retry.Stats{Retries: 3}},
+		{name: "exhausted", calls: [][]error{{errBoom, errBoom, errBoom}}, want: retry.Stats{Retries: 2, GaveUp: 1}},
+		{name: "not retryable", calls: [][]error{{errBoom, retry.Permanent(errFatal)}}, want: retry.Stats{Retries: 1, GaveUp: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newRetrier(t, retry.Config{MaxAttempts: 3})
+				mw := retry.Middleware[int, int](r)
+				for _, errs := range tt.calls {
+					mw(newFlaky(errs...).stage)(t.Context(), 0)
+				}
+				if diff := cmp.Diff(tt.want, r.Stats()); diff != "" {
+					t.Errorf("Stats (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+func TestStatsWithResultCheck(t *testing.T) {
+	r := newRetrier(t, retry.Config{MaxAttempts: 2, BaseDelay: time.Nanosecond})
+	s := retry.Middleware[int, int](r, func(n int, err error) bool { return err != nil || n < 2 })(newFlaky().stage) // returns 1, then 2
+	if _, err := s(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(retry.Stats{Retries: 1}, r.Stats()); diff != "" {
+		t.Errorf("Stats (-want +got):\n%s", diff)
+	}
+}
+
+// TestStatsShared shares one Retrier between two middlewares of different
+// types and 2000 goroutines: no count is lost.
+func TestStatsShared(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRetrier(t, retry.Config{BaseDelay: time.Millisecond})
+		ints := retry.Middleware[int, int](r)
+		strs := retry.Middleware[string, string](r)
+		const goroutines = 2000
+		var wg sync.WaitGroup
+		for i := range goroutines {
+			f := newFlaky(always(errBoom, i%4)...)
+			if i%2 == 0 {
+				wg.Go(func() { ints(f.stage)(t.Context(), 0) })
+				continue
+			}
+			wg.Go(func() {
+				strs(func(ctx context.Context, s string) (string, error) {
+					_, err := f.stage(ctx, 0)
+					return s, err
+				})(t.Context(), "x")
+			})
+		}
+		wg.Wait()
+		// i%4 failures: 0, 1 and 2 succeed (0, 1, 2 retries), 3 gives up
+		// after 2 retries.
+		want := retry.Stats{Retries: 500 * (0 + 1 + 2 + 2), GaveUp: 500}
+		if diff := cmp.Diff(want, r.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestPanickingObserver: an observer's panic is recovered by Emit; the
+// call goes on, retries and returns as without an observer, and the counts
+// are right.
+func TestPanickingObserver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		old := slog.Default()
+		slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		defer slog.SetDefault(old)
+		obs := middleware.ObserverFunc(func(context.Context, middleware.Event) { panic("observer") })
+		b := mustBudget(t, budget.Config{Ratio: 5, MinPerSecond: budget.None, Observer: obs})
+		r := newRetrier(t, retry.Config{MaxAttempts: 3, BaseDelay: time.Second, Jitter: retry.NoJitter, Budget: b, Observer: obs})
+		f := newFlaky(errBoom)
+		if got, err := retry.Middleware[int, int](r)(f.stage)(t.Context(), 0); err != nil || got != 2 {
+			t.Fatalf("got %d, %v; want 2, nil", got, err)
+		}
+		_, err := retry.Middleware[int, int](r)(newFlaky(always(errBoom, 5)...).stage)(t.Context(), 0)
+		if e := exhausted(t, err); e.Reason != retry.ReasonAttempts || e.Attempts != 3 {
+			t.Fatalf("got %+v; want 3 attempts", e)
+		}
+		if diff := cmp.Diff(retry.Stats{Retries: 3, GaveUp: 1}, r.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestReentrantObserver: an observer that calls back into the Retrier
+// (Stats, another call through it) and its budget does not deadlock.
+func TestReentrantObserver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := mustBudget(t, budget.Config{Ratio: 1, MinPerSecond: budget.None})
+		var r *retry.Retrier
+		var seen []retry.Stats
+		obs := middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+			seen = append(seen, r.Stats())
+			b.Stats()
+			if e.Kind == middleware.Retry {
+				if got, err := retry.Middleware[int, int](r)(newFlaky().stage)(ctx, 0); got != 1 || err != nil {
+					t.Errorf("re-entrant call: %d, %v", got, err)
+				}
+			}
+		})
+		r = newRetrier(t, retry.Config{MaxAttempts: 2, BaseDelay: time.Second, Budget: b, Observer: obs})
+		retry.Middleware[int, int](r)(newFlaky(errBoom, errBoom).stage)(t.Context(), 0)
+		want := []retry.Stats{{Retries: 1}, {Retries: 1, GaveUp: 1}}
+		if diff := cmp.Diff(want, seen); diff != "" {
+			t.Errorf("Stats seen by the observer (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestDelayAnyAttempt: with unlimited attempts the delays stay correct
+// far past attempt 64 (no overflow into zero or negative delays).
+func TestDelayAnyAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var rec recorder
+		r := newRetrier(t, retry.Config{MaxAttempts: 200, BaseDelay: time.Millisecond, MaxDelay: time.Second, Jitter: retry.NoJitter, Observer: &rec})
+		retry.Middleware[int, int](r)(newFlaky(always(errBoom, 1000)...).stage)(t.Context(), 0)
+		ds := rec.retryDelays()
+		if len(ds) != 199 {
+			t.Fatalf("%d retries; want 199", len(ds))
+		}
+		for i, d := range ds[10:] {
+			if d != time.Second {
+				t.Fatalf("retry after attempt %d: delay %v; want the 1s cap", i+11, d)
+			}
+		}
+	})
+}
+
+// TestStagePanics: a stage's panic propagates to the caller unchanged; the
+// Retrier holds no per-call state, so the next call works and the counts
+// stay right.
+func TestStagePanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRetrier(t, retry.Config{BaseDelay: time.Second})
+		calls := 0
+		s := retry.Middleware[int, int](r)(func(context.Context, int) (int, error) {
+			if calls++; calls == 1 {
+				return 0, errBoom
+			}
+			panic("stage")
+		})
+		func() {
+			defer func() {
+				if v := recover(); v != "stage" {
+					t.Errorf("recovered %v; want the stage's panic", v)
+				}
+			}()
+			s(t.Context(), 0)
+			t.Error("the call returned; want a panic")
+		}()
+		if got, err := retry.Middleware[int, int](r)(newFlaky(errBoom).stage)(t.Context(), 0); got != 2 || err != nil {
+			t.Errorf("next call: %d, %v; want 2, nil", got, err)
+		}
+		if diff := cmp.Diff(retry.Stats{Retries: 2}, r.Stats()); diff != "" {
+			t.Errorf("Stats (-want +got):\n%s", diff)
+		}
+	})
+}

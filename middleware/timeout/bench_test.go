@@ -38,11 +38,11 @@ func BenchmarkWithTimeout(b *testing.B) {
 }
 
 func BenchmarkTimeout(b *testing.B) {
-	mw, err := timeout.New[int, int](timeout.Config{Duration: time.Minute})
+	to, err := timeout.New(timeout.Config{Duration: time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := mw(okStage)
+	s := timeout.Middleware[int, int](to)(okStage)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -54,11 +54,11 @@ func BenchmarkTimeout(b *testing.B) {
 // BenchmarkTimeoutParentFirst: the caller's deadline is earlier, so no
 // context is derived.
 func BenchmarkTimeoutParentFirst(b *testing.B) {
-	mw, err := timeout.New[int, int](timeout.Config{Duration: time.Hour})
+	to, err := timeout.New(timeout.Config{Duration: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := mw(okStage)
+	s := timeout.Middleware[int, int](to)(okStage)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	b.ReportAllocs()

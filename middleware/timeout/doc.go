@@ -2,7 +2,16 @@
 // run: each call runs the stage on a context that ends after
 // Config.Duration.
 //
-//	mw, err := timeout.New[Req, Resp](timeout.Config{Duration: 2 * time.Second})
+//	to, err := timeout.New(timeout.Config{Name: "search", Duration: 2 * time.Second})
+//	if err != nil { ... }
+//	call := middleware.Apply(stage, timeout.Middleware[Req, Resp](to))
+//
+// # Configuration
+//
+// Duration is required: zero or negative is rejected by [New] with an
+// error naming the field. Name and Observer are optional; their zero
+// values mean no name and no events. One [Timeout] may guard stages of
+// any types.
 //
 // # Where it sits
 //
@@ -30,19 +39,13 @@
 //     result is not thrown away); a late error, like an error at the
 //     deadline, is returned as a *[Error].
 //
-// OnTimeout and the log record report every call that ran past the
-// deadline, with how long it ran, so a stage that ignores its context shows
-// up.
+// # Results tied to the context
 //
-// # Events and counting
-//
-// The log record is "timeout: timed out" at warn level, with "timeout",
-// "elapsed", "err" and, when Config.Name is set, "name" (all of Brace's
-// events are listed in docs/observability.md). Config.Counter, a
-// *[Counter], counts calls and timeouts; [Counter.Stats] returns a
-// snapshot, and package otelbrace publishes it as OpenTelemetry metrics.
-// A Counter adds one atomic add per call (two for a timeout) to a path
-// that already costs hundreds of nanoseconds.
+// The derived context is cancelled when the middleware returns. A result
+// tied to that context (an HTTP response body read through it) can then no
+// longer be read by the caller: a stage whose result outlives the call must
+// finish reading it before returning, or the timeout must sit where the
+// caller owns the context (outside the code that reads the result).
 //
 // # Errors
 //
@@ -51,22 +54,26 @@
 // and [ErrTimeout] and unwraps to the stage's error. When the caller's
 // deadline is earlier than Duration, the middleware adds no deadline of its
 // own and the caller's context errors come back unchanged, never as
-// ErrTimeout, so the two cases can be told apart. A *Error has a
-// Retryable() method reporting true, which retry.DefaultRetryable honours.
+// ErrTimeout, so the two cases can be told apart. A call whose context has
+// already ended returns ctx.Err() and does not run the stage. A *Error has
+// a Retryable() method reporting true, which retry.DefaultRetryable honours.
 //
-// # Configuration
+// # Events and stats
 //
-// Duration is required: zero or negative is rejected by [New]. Name,
-// OnTimeout and Logger are optional; a nil Logger is silent.
+// With Config.Observer set, every call whose deadline passed before the
+// stage returned is a [middleware.TimedOut] event, emitted after the stage
+// returned, with Delay the configured Duration and Err what the call
+// returns (nil for a late success), so a stage that ignores its context
+// shows up. [Timeout.Stats] counts those calls (TimedOut); calls that
+// finish in time are not counted. Use [middleware.Log] as the Observer for
+// log records.
 //
 // # Concurrency and cost
 //
-// The middleware is safe for concurrent use. Each call derives one context
-// with context.WithDeadlineCause, which allocates. Measured on the project
-// machine (2 cores, noisy): about 520 ns and 4 allocations (272 B) per call,
-// against about 490 ns and the same allocations for a hand-written
-// context.WithTimeout around the call (BenchmarkTimeout beside
-// BenchmarkWithTimeout) and 2 ns for the call alone. When the caller's
-// deadline is earlier, no context is derived: one clock read, about 60 ns,
-// nothing allocated (BenchmarkTimeoutParentFirst, TestAllocs).
+// A Timeout and its middlewares are safe for concurrent use. Each call
+// derives one context with context.WithDeadlineCause, which allocates, as a
+// hand-written context.WithTimeout does. When the caller's deadline is
+// earlier, no context is derived: one clock read and no allocation. A call
+// whose context has ended costs one check and no allocation; a timeout
+// adds one atomic add.
 package timeout

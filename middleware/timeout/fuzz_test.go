@@ -12,9 +12,9 @@ import (
 	"github.com/brace-go/brace/middleware/timeout"
 )
 
-// FuzzNew checks the validator: any Duration yields a working middleware
+// FuzzNew checks the validator: any Duration yields a working Timeout
 // or an error that starts with "timeout: " and names the field, never a
-// panic. A working middleware lets a stage that finishes in time return
+// panic. Its middleware lets a stage that finishes in time return
 // its result and cuts a stage that waits on its context at exactly the
 // deadline.
 func FuzzNew(f *testing.F) {
@@ -25,10 +25,10 @@ func FuzzNew(f *testing.F) {
 	f.Add(int64(math.MaxInt64), int64(math.MaxInt64))
 	f.Fuzz(func(t *testing.T, d, work int64) {
 		cfg := timeout.Config{Duration: time.Duration(d)}
-		mw, err := timeout.New[int, int](cfg)
+		to, err := timeout.New(cfg)
 		if err != nil {
-			if mw != nil {
-				t.Fatalf("%+v: New returned a middleware and the error %v", cfg, err)
+			if to != nil {
+				t.Fatalf("%+v: New returned a Timeout and the error %v", cfg, err)
 			}
 			wantFieldError(t, err, "timeout: ", "Duration")
 			return
@@ -38,7 +38,7 @@ func FuzzNew(f *testing.F) {
 		}
 		work = max(work, 0) % int64(2*cfg.Duration)
 		synctest.Test(t, func(t *testing.T) {
-			s := mw(func(ctx context.Context, in int) (int, error) {
+			s := timeout.Middleware[int, int](to)(func(ctx context.Context, in int) (int, error) {
 				select {
 				case <-time.After(time.Duration(work)):
 					return in, nil

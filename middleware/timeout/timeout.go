@@ -3,7 +3,7 @@ package timeout
 import (
 	"context"
 	"fmt"
-	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/brace-go/brace/middleware"
@@ -46,47 +46,69 @@ func (e *Error) Timeout() bool { return true }
 // would not be retried.
 func (e *Error) Retryable() bool { return true }
 
-// Config configures a Timeout middleware. Duration is required.
+// Config configures a [Timeout]. Duration is required; every other field
+// is optional and its zero value means none.
 type Config struct {
-	// Duration is how long the stage may run; it must be positive.
-	Duration time.Duration
-
-	// Name identifies the middleware in log records ("name"). Optional.
+	// Name is the timeout's name in its events. Optional.
 	Name string
 
-	// OnTimeout, if set, is called when the deadline passed before the
-	// stage returned, after it returned: elapsed is how long it ran (more
-	// than Duration when the stage ignored its context) and err is what the
-	// middleware returns (nil for a late success, see the package doc). It
-	// runs on the caller's goroutine.
-	OnTimeout func(elapsed time.Duration, err error)
+	// Duration is how long the stage may run. Required: New rejects
+	// zero and negative durations.
+	Duration time.Duration
 
-	// Logger, if set, receives a warn record ("timeout: timed out":
-	// "name", "timeout", "elapsed", "err") whenever OnTimeout would be
-	// called.
-	Logger *slog.Logger
-
-	// Counter, if set, counts calls and timeouts (see [Counter]). Nil
-	// means no counting.
-	Counter *Counter
+	// Observer, if set, receives a [middleware.TimedOut] event for every
+	// call whose deadline passed before the stage returned. Nil means
+	// none.
+	Observer middleware.Observer
 }
 
-// New returns a middleware that runs each call of the stage on a context
-// that ends after cfg.Duration, or an error if the duration is not
-// positive. See the package doc for what happens when the stage ignores its
-// context.
-func New[In, Out any](cfg Config) (middleware.Middleware[In, Out], error) {
+// Timeout bounds how long a stage may run. Build one with [New] and turn
+// it into a middleware with [Middleware]; one Timeout may guard stages of
+// any types. It is safe for concurrent use.
+type Timeout struct {
+	d    time.Duration
+	name string
+	obs  middleware.Observer
+
+	timedOut atomic.Uint64 // counted on the timed-out path only
+}
+
+// New returns a Timeout for cfg, or an error if cfg.Duration is not
+// positive.
+func New(cfg Config) (*Timeout, error) {
 	if cfg.Duration <= 0 {
 		return nil, fmt.Errorf("timeout: Duration must be positive, got %v", cfg.Duration)
 	}
-	d, counter := cfg.Duration, cfg.Counter
+	return &Timeout{d: cfg.Duration, name: cfg.Name, obs: cfg.Observer}, nil
+}
+
+// Stats is a snapshot of a [Timeout]'s counts.
+type Stats struct {
+	// TimedOut counts the calls whose deadline passed before the stage
+	// returned (one per TimedOut event), late successes included.
+	TimedOut uint64
+}
+
+// Stats returns the counts so far. It has no side effects.
+func (t *Timeout) Stats() Stats { return Stats{TimedOut: t.timedOut.Load()} }
+
+// Middleware returns a middleware that runs each call of the stage on a
+// context that ends after t's Duration. See the package doc for what
+// happens when the stage ignores its context. It panics if t is nil (New's
+// error was ignored) or, when applied, if the stage is nil.
+func Middleware[In, Out any](t *Timeout) middleware.Middleware[In, Out] {
+	if t == nil {
+		panic("timeout: nil *Timeout (was New's error ignored?)")
+	}
+	d := t.d
 	return func(next middleware.Stage[In, Out]) middleware.Stage[In, Out] {
 		if next == nil {
-			next = middleware.Apply[In, Out](nil) // fails with middleware.ErrNilStage
+			panic("timeout: nil stage")
 		}
 		return func(ctx context.Context, in In) (Out, error) {
-			if counter != nil {
-				counter.calls.Add(1)
+			if err := ctx.Err(); err != nil {
+				var zero Out
+				return zero, err // the call's context has ended: run nothing
 			}
 			start := time.Now()
 			if dl, ok := ctx.Deadline(); ok && !dl.After(start.Add(d)) {
@@ -105,23 +127,13 @@ func New[In, Out any](cfg Config) (middleware.Middleware[In, Out], error) {
 			if err != nil {
 				err = &Error{Duration: d, Err: err}
 			}
-			if counter != nil {
-				counter.timeouts.Add(1)
-			}
-			if cfg.OnTimeout != nil || cfg.Logger != nil {
-				elapsed := time.Since(start)
-				if cfg.OnTimeout != nil {
-					cfg.OnTimeout(elapsed, err)
-				}
-				if cfg.Logger != nil {
-					attrs := []slog.Attr{slog.Duration("timeout", d), slog.Duration("elapsed", elapsed), slog.Any("err", err)}
-					if cfg.Name != "" {
-						attrs = append([]slog.Attr{slog.String("name", cfg.Name)}, attrs...)
-					}
-					cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "timeout: timed out", attrs...)
-				}
+			t.timedOut.Add(1)
+			if t.obs != nil {
+				middleware.Emit(ctx, t.obs, middleware.Event{
+					Kind: middleware.TimedOut, Concern: "timeout", Name: t.name, Delay: d, Err: err,
+				})
 			}
 			return out, err
 		}
-	}, nil
+	}
 }

@@ -1,34 +1,43 @@
 // Command benchtab turns the raw output of the comparison benchmarks
-// (package benchcmp) into the markdown tables of docs/performance.md.
+// (package benchcmp) into the markdown tables of docs/performance.md and
+// checks Brace's performance targets.
 //
 // Usage:
 //
 //	benchtab compare.txt [scaling.txt]
 //
-// For each concern it prints the median time per call and the allocations
-// of every implementation side by side, then the ratios: Brace to each
-// baseline (a direct call, a hand-written loop, a raw x/sync primitive)
-// and each peer to Brace. It then checks Brace's published targets. Given
-// a second file, run with -cpu 1,2, it prints the scaling check: the time
-// per call of the composed chain under b.RunParallel with one and two
-// CPUs.
+// It prints the run (machine, Go version, load average, as the lines
+// "key: value" at the head and the tail of compare.txt give them), then,
+// for each concern, the median time per call of every implementation
+// side by side with the half-width of its 95% confidence interval (the
+// interval benchstat prints: the median's, from order statistics, which
+// needs at least 6 samples), and the ratios: Brace to each baseline (a
+// direct call, a hand-written loop, a raw x/sync primitive) and each
+// peer to Brace. A figure whose interval exceeds ±10% is marked noisy.
 //
-// Medians are what benchstat reports too; benchstat remains the judge of
-// significance (its confidence intervals are printed beside these tables
-// by `task bench:compare`).
+// It then checks the targets (issue 20): each prints met or missed with
+// the figure it was judged on. A ratio is the median of the ratios taken
+// within each round (the files hold one sample per implementation and
+// round, interleaved), with its 95% interval; a target judged on a noisy
+// figure says so. Given a second file, run with -cpu 1,2, it also prints
+// the scaling check (throughput with two CPUs over one) and checks the
+// scaling targets.
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"golang.org/x/perf/benchfmt"
+	"golang.org/x/perf/benchmath"
 )
 
 func main() {
@@ -47,16 +56,45 @@ func run(w io.Writer, files []string) error {
 	if err != nil {
 		return err
 	}
-	writeConcerns(w, d)
-	writeTargets(w, d)
+	var sc *data
 	if len(files) > 1 {
-		sc, err := readFile(files[1])
-		if err != nil {
+		if sc, err = readFile(files[1]); err != nil {
 			return err
 		}
+	}
+	writeRun(w, d)
+	writeConcerns(w, d)
+	writeTargets(w, d, sc)
+	if sc != nil {
 		writeScaling(w, sc)
 	}
 	return nil
+}
+
+// runKeys are the "key: value" lines of a results file that describe the
+// run, in the order they are printed.
+var runKeys = []struct{ key, label string }{
+	{"cpu", "CPU"},
+	{"machine", "machine"},
+	{"cpus", "CPUs online"},
+	{"goos", "OS"},
+	{"goarch", "architecture"},
+	{"go", "Go"},
+	{"load-before", "load average before (1, 5, 15 min)"},
+	{"load-during", "1-minute load average at the start of each round"},
+	{"load-after", "load average after (1, 5, 15 min)"},
+	{"rounds", "rounds"},
+	{"benchtime", "benchtime"},
+}
+
+func writeRun(w io.Writer, d *data) {
+	fmt.Fprintf(w, "### Run\n\n| | |\n|---|---|\n")
+	for _, k := range runKeys {
+		if v, ok := d.config[k.key]; ok {
+			fmt.Fprintf(w, "| %s | %s |\n", k.label, v)
+		}
+	}
+	fmt.Fprintf(w, "| samples | %d per benchmark |\n\n", d.maxSamples())
 }
 
 // baselines are the implementations that are not libraries: Brace is
@@ -64,7 +102,7 @@ func run(w io.Writer, files []string) error {
 // peer ÷ brace.
 var baselines = map[string]bool{
 	"direct": true, "loop": true, "semaphore": true, "atomic": true, "context": true,
-	"singleflight-Do": true, "singleflight-DoChan": true,
+	"singleflight-Do": true, "singleflight-DoChan": true, "flag": true, "flag-counted": true,
 }
 
 // A row is one scenario of one concern at one GOMAXPROCS.
@@ -72,26 +110,77 @@ type row struct {
 	concern, path, mode, procs string
 }
 
-// stats are the median measurements of one implementation in one row.
+// stats are the median measurements of one implementation in one row,
+// with the half-width of the 95% confidence interval of the time, as a
+// fraction of the median (+Inf with fewer than 6 samples).
 type stats struct {
 	ns, bytes, allocs float64
+	ci                float64
 }
+
+// noisyCI is the half-width beyond which a figure is marked noisy.
+const noisyCI = 0.10
+
+func (s stats) noisy() bool { return s.ci > noisyCI }
 
 // data holds every measurement of a file, in first-seen order.
 type data struct {
 	rows    []row
 	impls   map[string][]string // concern → implementations in first-seen order
 	samples map[row]map[string]*samples
+	config  map[string]string // "key: value" lines
 }
 
+// samples are the measurements of one implementation in one row, one per
+// round, in file order.
 type samples struct{ ns, bytes, allocs []float64 }
 
 func (d *data) get(r row, impl string) (stats, bool) {
 	s, ok := d.samples[r][impl]
-	if !ok {
+	if !ok || len(s.ns) == 0 {
 		return stats{}, false
 	}
-	return stats{median(s.ns), median(s.bytes), median(s.allocs)}, true
+	m, ci := summary(s.ns)
+	return stats{m, median(s.bytes), median(s.allocs), ci}, true
+}
+
+func (d *data) maxSamples() int {
+	n := 0
+	for _, m := range d.samples {
+		for _, s := range m {
+			n = max(n, len(s.ns))
+		}
+	}
+	return n
+}
+
+// summary returns the median of xs and the half-width of its 95%
+// confidence interval as a fraction of it, as benchstat computes them.
+func summary(xs []float64) (med, ci float64) {
+	sum := benchmath.AssumeNothing.Summary(benchmath.NewSample(xs, &benchmath.DefaultThresholds), 0.95)
+	if math.IsInf(sum.Lo, 0) || math.IsInf(sum.Hi, 0) || sum.Center == 0 {
+		return sum.Center, math.Inf(1)
+	}
+	return sum.Center, math.Max(sum.Hi/sum.Center-1, 1-sum.Lo/sum.Center)
+}
+
+// paired returns f of the samples of a and b taken in the same round
+// (the i-th of each), for the implementations a and b of rows ra and rb.
+func (d *data) paired(ra row, a string, rb row, b string, f func(x, y float64) float64) ([]float64, bool) {
+	sa, ok1 := d.samples[ra][a]
+	sb, ok2 := d.samples[rb][b]
+	if !ok1 || !ok2 {
+		return nil, false
+	}
+	n := min(len(sa.ns), len(sb.ns))
+	if n == 0 {
+		return nil, false
+	}
+	out := make([]float64, n)
+	for i := range n {
+		out[i] = f(sa.ns[i], sb.ns[i])
+	}
+	return out, true
 }
 
 func readFile(name string) (*data, error) {
@@ -106,8 +195,12 @@ func readFile(name string) (*data, error) {
 // read parses benchmark results named
 // Benchmark<Concern>/path=<p>/mode=<m>/impl=<i>[-procs]; others are ignored.
 func read(r io.Reader, name string) (*data, error) {
-	d := &data{impls: map[string][]string{}, samples: map[row]map[string]*samples{}}
-	br := benchfmt.NewReader(r, name)
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	d := &data{impls: map[string][]string{}, samples: map[row]map[string]*samples{}, config: readConfig(raw)}
+	br := benchfmt.NewReader(bytes.NewReader(raw), name)
 	for br.Scan() {
 		res, ok := br.Result().(*benchfmt.Result)
 		if !ok {
@@ -169,6 +262,22 @@ func read(r io.Reader, name string) (*data, error) {
 	return d, nil
 }
 
+// readConfig returns the "key: value" lines of a results file, the last
+// value of each key: those of the benchmark binary (goos, cpu, ...) and
+// those the bench:compare task writes (go, cpus, load-before, ...),
+// including those after the last result, which benchfmt gives to none.
+func readConfig(raw []byte) map[string]string {
+	config := map[string]string{}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		key, value, ok := strings.Cut(line, ":")
+		if !ok || key == "" || strings.ContainsAny(key, " \t") || strings.HasPrefix(key, "Benchmark") {
+			continue
+		}
+		config[key] = strings.TrimSpace(value)
+	}
+	return config
+}
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
@@ -218,7 +327,7 @@ func writeConcerns(w io.Writer, d *data) {
 			fmt.Fprintf(w, "| %s | %s |", r.path, d.modeName(r))
 			for _, im := range impls {
 				if s, ok := d.get(r, im); ok {
-					fmt.Fprintf(w, " %s ns, %s |", fmtNs(s.ns), fmtAllocs(s))
+					fmt.Fprintf(w, " %s ns %s, %s |", fmtNs(s.ns), fmtCI(s.ci), fmtAllocs(s))
 				} else {
 					fmt.Fprint(w, " |")
 				}
@@ -238,7 +347,7 @@ func writeConcerns(w io.Writer, d *data) {
 				peers = append(peers, im)
 			}
 		}
-		if !slices.Contains(impls, "brace") {
+		if !slices.Contains(impls, "brace") || len(base)+len(peers) == 0 {
 			continue
 		}
 		var head []string
@@ -251,26 +360,26 @@ func writeConcerns(w io.Writer, d *data) {
 		fmt.Fprintf(w, "| path | mode | brace − direct | %s |\n", strings.Join(head, " | "))
 		fmt.Fprintf(w, "|---|---|---:|%s\n", strings.Repeat("---:|", len(head)))
 		for _, r := range d.rows {
-			br, ok := d.get(r, "brace")
+			_, ok := d.get(r, "brace")
 			if r.concern != c || !ok {
 				continue
 			}
 			fmt.Fprintf(w, "| %s | %s |", r.path, d.modeName(r))
-			if dr, ok := d.get(r, "direct"); ok {
-				fmt.Fprintf(w, " %+.2f ns |", br.ns-dr.ns)
+			if ds, ok := d.paired(r, "brace", r, "direct", sub); ok {
+				fmt.Fprintf(w, " %+.2f ns |", median(ds))
 			} else {
 				fmt.Fprint(w, " |")
 			}
 			for _, b := range base {
-				if s, ok := d.get(r, b); ok {
-					fmt.Fprintf(w, " %s |", fmtRatio(br.ns/s.ns))
+				if rs, ok := d.paired(r, "brace", r, b, div); ok {
+					fmt.Fprintf(w, " %s |", fmtRatio(median(rs)))
 				} else {
 					fmt.Fprint(w, " |")
 				}
 			}
 			for _, p := range peers {
-				if s, ok := d.get(r, p); ok {
-					fmt.Fprintf(w, " %s |", fmtRatio(s.ns/br.ns))
+				if rs, ok := d.paired(r, p, r, "brace", div); ok {
+					fmt.Fprintf(w, " %s |", fmtRatio(median(rs)))
 				} else {
 					fmt.Fprint(w, " |")
 				}
@@ -281,80 +390,168 @@ func writeConcerns(w io.Writer, d *data) {
 	}
 }
 
-// A target is one of the goals Brace's success paths must reach (issue 9,
-// docs/performance.md).
+// A target is one of the goals Brace must reach (issues 9 and 20,
+// docs/performance.md), judged from the measurements of one run.
 type target struct {
 	what string
-	row  row
-	// check returns the measured figure, as text, and whether it meets
-	// the goal, from Brace's stats and those of the other impls.
-	check func(brace stats, other func(string) (stats, bool)) (string, bool)
+	// check returns the figure measured, as text, whether it meets the
+	// goal, and whether it is noisy; ok is false when the run lacks a row
+	// it needs. sc is the scaling file, or nil.
+	check func(d, sc *data) (got string, met, noisy, ok bool)
 }
 
 var targets = []target{
-	{"Retry: < 5 ns over a direct call, 0 allocs", row{"Retry", "success", "seq", ""}, overDirect(5)},
-	{"Breaker (consecutive mode): < 10 ns over a direct call, 0 allocs", row{"Breaker", "closed", "seq", ""}, overDirect(10)},
-	{"Backpressure (Shed mode): ≤ 1.2× semaphore.TryAcquire, 0 allocs", row{"Backpressure", "admitted", "seq", ""}, ratioTo("semaphore", 1.2)},
-	{"Backpressure (Wait mode): ≤ 1.2× semaphore.Acquire, 0 allocs", row{"Backpressure", "admitted-wait", "seq", ""}, ratioTo("semaphore", 1.2)},
-	{"Retry+Breaker+Backpressure: < 50 ns per call, 0 allocs", row{"Composed", "success", "seq", ""}, below(50)},
-	{"Retry+Breaker+Backpressure: ≥ 10× faster than failsafe-go", row{"Composed", "success", "seq", ""}, faster("failsafe", 10)},
+	{"Breaker open (rejection): ≤ 2 ns over a direct call, 0 allocs",
+		overReference(row{"Breaker", "open", "seq", ""}, "direct", 2)},
+	{"Breaker open (rejection): ≤ 1.2× the raw refusal (an atomic flag), 0 allocs",
+		ratioTo(row{"Breaker", "open", "seq", ""}, "flag", 1.2)},
+	{"Breaker open (rejection): ≤ 1.2× the raw refusal counted exactly (an atomic flag and an atomic add), 0 allocs",
+		ratioTo(row{"Breaker", "open", "seq", ""}, "flag-counted", 1.2)},
+	{"Breaker closed, consecutive mode: ≤ 1.0× eapache/go-resiliency, both as middlewares",
+		ratioTo(row{"Breaker", "closed", "seq", ""}, "eapache", 1.0)},
+	{"Breaker closed, rate mode: ≤ 25 ns per success, 0 allocs",
+		below(row{"Breaker", "closed-rate", "seq", ""}, 25)},
+	{"Breaker closed, rate mode: ≥ 1.6× throughput from 1 to 2 CPUs",
+		scales(row{"Breaker", "closed-rate", "par", ""}, "", 1.6)},
+	{"Backpressure admitted (Shed mode): ≤ 1.0× semaphore.TryAcquire+Release inline, 0 allocs",
+		ratioTo(row{"Backpressure", "admitted", "seq", ""}, "semaphore", 1.0)},
+	{"Backpressure admitted (Shed mode): from 1 to 2 CPUs, scales no worse than a bare atomic counter",
+		scales(row{"Backpressure", "admitted", "par", ""}, "atomic", 1.0)},
+	{"Backpressure admitted (Wait mode): ≤ 1.2× semaphore.Acquire, 0 allocs",
+		ratioTo(row{"Backpressure", "admitted-wait", "seq", ""}, "semaphore", 1.2)},
+	{"Backpressure shed: ≤ 1.2× a refused semaphore.TryAcquire, 0 allocs",
+		ratioTo(row{"Backpressure", "shed", "seq", ""}, "semaphore", 1.2)},
+	{"Retry: < 5 ns over a direct call, 0 allocs",
+		overReference(row{"Retry", "success", "seq", ""}, "direct", 5)},
+	{"Retry+Breaker+Backpressure: < 50 ns per call, 0 allocs",
+		below(row{"Composed", "success", "seq", ""}, 50)},
+	{"Retry+Breaker+Backpressure: ≥ 10× faster than failsafe-go",
+		faster(row{"Composed", "success", "seq", ""}, "failsafe", 10)},
 }
 
-func overDirect(limit float64) func(stats, func(string) (stats, bool)) (string, bool) {
-	return func(b stats, other func(string) (stats, bool)) (string, bool) {
-		d, ok := other("direct")
+// ratioTo: Brace's time ≤ limit × base's, as the median of the ratios of
+// each round, and no allocation.
+func ratioTo(want row, base string, limit float64) func(d, _ *data) (string, bool, bool, bool) {
+	return func(d, _ *data) (string, bool, bool, bool) {
+		r, b, o, ok := d.pair(want, "brace", base)
 		if !ok {
-			return "no direct row", false
+			return "", false, false, false
 		}
-		over := b.ns - d.ns
-		return fmt.Sprintf("%+.2f ns (%s ns against %s ns), %s", over, fmtNs(b.ns), fmtNs(d.ns), fmtAllocs(b)), over < limit && b.allocs == 0
+		rs, _ := d.paired(r, "brace", r, base, div)
+		med, ci := summary(rs)
+		return fmt.Sprintf("%s %s (%s ns against %s ns), %s", fmtRatio(med), fmtCI(ci), fmtNs(b.ns), fmtNs(o.ns), fmtAllocs(b)),
+			med <= limit && b.allocs == 0, ci > noisyCI || b.noisy() || o.noisy(), true
 	}
 }
 
-func below(limit float64) func(stats, func(string) (stats, bool)) (string, bool) {
-	return func(b stats, _ func(string) (stats, bool)) (string, bool) {
-		return fmt.Sprintf("%s ns, %s", fmtNs(b.ns), fmtAllocs(b)), b.ns < limit && b.allocs == 0
-	}
-}
-
-func ratioTo(base string, limit float64) func(stats, func(string) (stats, bool)) (string, bool) {
-	return func(b stats, other func(string) (stats, bool)) (string, bool) {
-		s, ok := other(base)
+// overReference: Brace's time − ref's ≤ limit ns, as the median of the
+// differences of each round, and no allocation.
+func overReference(want row, ref string, limit float64) func(d, _ *data) (string, bool, bool, bool) {
+	return func(d, _ *data) (string, bool, bool, bool) {
+		r, b, o, ok := d.pair(want, "brace", ref)
 		if !ok {
-			return "no " + base + " row", false
+			return "", false, false, false
 		}
-		r := b.ns / s.ns
-		return fmt.Sprintf("%s (%s ns against %s ns), %s", fmtRatio(r), fmtNs(b.ns), fmtNs(s.ns), fmtAllocs(b)), r <= limit && b.allocs == 0
+		ds, _ := d.paired(r, "brace", r, ref, sub)
+		over := median(ds)
+		return fmt.Sprintf("%+.2f ns (%s ns against %s ns), %s", over, fmtNs(b.ns), fmtNs(o.ns), fmtAllocs(b)),
+			over <= limit && b.allocs == 0, b.noisy() || o.noisy(), true
 	}
 }
 
-func faster(peer string, factor float64) func(stats, func(string) (stats, bool)) (string, bool) {
-	return func(b stats, other func(string) (stats, bool)) (string, bool) {
-		s, ok := other(peer)
+func below(want row, limit float64) func(d, _ *data) (string, bool, bool, bool) {
+	return func(d, _ *data) (string, bool, bool, bool) {
+		r, ok := d.find(want)
 		if !ok {
-			return "no " + peer + " row", false
+			return "", false, false, false
 		}
-		r := s.ns / b.ns
-		return fmt.Sprintf("%s faster (%s ns against %s ns, %s)", fmtRatio(r), fmtNs(b.ns), fmtNs(s.ns), fmtAllocs(s)), r >= factor
+		b, ok := d.get(r, "brace")
+		if !ok {
+			return "", false, false, false
+		}
+		return fmt.Sprintf("%s ns %s, %s", fmtNs(b.ns), fmtCI(b.ci), fmtAllocs(b)), b.ns <= limit && b.allocs == 0, b.noisy(), true
 	}
 }
 
-func writeTargets(w io.Writer, d *data) {
-	fmt.Fprintf(w, "### Targets\n\n| target | measured | met |\n|---|---|---|\n")
+// faster: peer's time ≥ factor × Brace's, per round.
+func faster(want row, peer string, factor float64) func(d, _ *data) (string, bool, bool, bool) {
+	return func(d, _ *data) (string, bool, bool, bool) {
+		r, b, p, ok := d.pair(want, "brace", peer)
+		if !ok {
+			return "", false, false, false
+		}
+		rs, _ := d.paired(r, peer, r, "brace", div)
+		med, ci := summary(rs)
+		return fmt.Sprintf("%s %s faster (%s ns against %s ns, %s)", fmtRatio(med), fmtCI(ci), fmtNs(b.ns), fmtNs(p.ns), fmtAllocs(p)),
+			med >= factor, ci > noisyCI, true
+	}
+}
+
+// scales: Brace's throughput with two CPUs over its throughput with one,
+// per round, is at least limit, or, with base, at least limit × base's.
+func scales(want row, base string, limit float64) func(_, sc *data) (string, bool, bool, bool) {
+	return func(_, sc *data) (string, bool, bool, bool) {
+		if sc == nil {
+			return "", false, false, false
+		}
+		one, two := want, want
+		one.procs, two.procs = "1", "2"
+		gain := func(impl string) ([]float64, bool) {
+			return sc.paired(one, impl, two, impl, div)
+		}
+		gb, ok := gain("brace")
+		if !ok {
+			return "", false, false, false
+		}
+		mb, cb := summary(gb)
+		if base == "" {
+			return fmt.Sprintf("%s %s", fmtRatio(mb), fmtCI(cb)), mb >= limit, cb > noisyCI, true
+		}
+		go_, ok := gain(base)
+		if !ok {
+			return "", false, false, false
+		}
+		mo, co := summary(go_)
+		rs := make([]float64, min(len(gb), len(go_)))
+		for i := range rs {
+			rs[i] = gb[i] / go_[i]
+		}
+		m, ci := summary(rs)
+		return fmt.Sprintf("brace %s %s, %s %s %s: %s", fmtRatio(mb), fmtCI(cb), base, fmtRatio(mo), fmtCI(co), fmtRatio(m)),
+			m >= limit, ci > noisyCI || cb > noisyCI || co > noisyCI, true
+	}
+}
+
+func div(x, y float64) float64 { return x / y }
+func sub(x, y float64) float64 { return x - y }
+
+// pair finds want's row and the stats of impls a and b in it.
+func (d *data) pair(want row, a, b string) (row, stats, stats, bool) {
+	r, ok := d.find(want)
+	if !ok {
+		return row{}, stats{}, stats{}, false
+	}
+	sa, ok1 := d.get(r, a)
+	sb, ok2 := d.get(r, b)
+	return r, sa, sb, ok1 && ok2
+}
+
+func writeTargets(w io.Writer, d, sc *data) {
+	fmt.Fprintf(w, "### Targets\n\n")
+	fmt.Fprintf(w, "Ratios are medians of the ratios within each round, with the half-width of their 95%% interval.\n\n")
+	fmt.Fprintf(w, "| target | measured | verdict |\n|---|---|---|\n")
 	for _, t := range targets {
-		r, ok := d.find(t.row)
-		var b stats
-		if ok {
-			b, ok = d.get(r, "brace")
-		}
+		got, met, noisy, ok := t.check(d, sc)
 		if !ok {
 			fmt.Fprintf(w, "| %s | not measured | — |\n", t.what)
 			continue
 		}
-		got, met := t.check(b, func(impl string) (stats, bool) { return d.get(r, impl) })
-		verdict := "no"
+		verdict := "missed"
 		if met {
-			verdict = "yes"
+			verdict = "met"
+		}
+		if noisy {
+			verdict += " (noisy)"
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", t.what, got, verdict)
 	}
@@ -433,6 +630,24 @@ func fmtAllocs(s stats) string {
 		return "0 allocs"
 	}
 	return fmt.Sprintf("%.0f allocs (%.0f B)", s.allocs, s.bytes)
+}
+
+// fmtCI formats the half-width of a confidence interval, marked noisy
+// beyond ±10%.
+func fmtCI(ci float64) string {
+	var s string
+	switch {
+	case math.IsInf(ci, 1):
+		s = "±∞"
+	case ci < 0.01:
+		s = "±<1%"
+	default:
+		s = fmt.Sprintf("±%.0f%%", 100*ci)
+	}
+	if ci > noisyCI {
+		s += " noisy"
+	}
+	return s
 }
 
 func fmtRatio(r float64) string {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +14,9 @@ import (
 
 // input is the output of two runs of a few comparison benchmarks, with
 // round numbers so that the medians and ratios can be checked by hand.
-const input = `goos: linux
+const input = `go: go1.26.8
+load-before: 0.94, 1.34, 1.74
+goos: linux
 goarch: amd64
 pkg: github.com/brace-go/brace/internal/benchcmp
 cpu: AMD EPYC
@@ -28,6 +32,7 @@ BenchmarkBackpressure/path=admitted/mode=seq/impl=brace-2     1000 30.0 ns/op 0 
 BenchmarkZebra/path=a/mode=seq/impl=brace-2 1000 1.00 ns/op 0 B/op 0 allocs/op
 BenchmarkUnrelated-2 1000 1.00 ns/op
 PASS
+load-after: 2.50, 1.50, 1.00
 `
 
 func TestRead(t *testing.T) {
@@ -36,16 +41,20 @@ func TestRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	retry := row{"Retry", "success", "seq", "2"}
-	got := map[string]stats{}
+	got := map[string][3]float64{}
 	for _, im := range d.impls["Retry"] {
-		got[im], _ = d.get(retry, im)
+		s, _ := d.get(retry, im)
+		got[im] = [3]float64{s.ns, s.bytes, s.allocs}
+		if !math.IsInf(s.ci, 1) {
+			t.Errorf("%s: interval of 2 samples ±%v, want ±∞", im, s.ci)
+		}
 	}
-	want := map[string]stats{
-		"direct":   {ns: 2},
-		"brace":    {ns: 5},
-		"failsafe": {ns: 500, bytes: 464, allocs: 15},
+	want := map[string][3]float64{
+		"direct":   {2, 0, 0},
+		"brace":    {5, 0, 0},
+		"failsafe": {500, 464, 15},
 	}
-	if diff := cmp.Diff(want, got, cmp.AllowUnexported(stats{})); diff != "" {
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Retry medians (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"direct", "brace", "failsafe"}, d.impls["Retry"]); diff != "" {
@@ -55,6 +64,14 @@ func TestRead(t *testing.T) {
 	// Zebra, not in the order, comes last.
 	if diff := cmp.Diff([]string{"Retry", "Backpressure", "Composed", "Zebra"}, d.concerns()); diff != "" {
 		t.Errorf("concerns (-want +got):\n%s", diff)
+	}
+	// The run's description, including the line after the last result.
+	wantConfig := map[string]string{
+		"go": "go1.26.8", "load-before": "0.94, 1.34, 1.74", "load-after": "2.50, 1.50, 1.00",
+		"goos": "linux", "goarch": "amd64", "pkg": "github.com/brace-go/brace/internal/benchcmp", "cpu": "AMD EPYC",
+	}
+	if diff := cmp.Diff(wantConfig, d.config); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
 	}
 }
 
@@ -69,16 +86,90 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, line := range []string{
-		// Medians side by side.
-		"| success | seq | 2.00 ns, 0 allocs | 5.00 ns, 0 allocs | 500 ns, 15 allocs (464 B) |",
-		// Ratios: brace ÷ baseline, peer ÷ brace.
+		// The run.
+		"| CPU | AMD EPYC |",
+		"| Go | go1.26.8 |",
+		"| load average before (1, 5, 15 min) | 0.94, 1.34, 1.74 |",
+		"| load average after (1, 5, 15 min) | 2.50, 1.50, 1.00 |",
+		"| samples | 2 per benchmark |",
+		// Medians side by side; 2 samples give no interval.
+		"| success | seq | 2.00 ns ±∞ noisy, 0 allocs | 5.00 ns ±∞ noisy, 0 allocs | 500 ns ±∞ noisy, 15 allocs (464 B) |",
+		// Ratios, medians of the rounds' ratios: brace ÷ baseline, peer ÷ brace.
 		"| success | seq | +3.00 ns | 2.50× | 100× |",
 		"| admitted | seq | | 1.50× |",
 		// Targets.
-		"| Retry: < 5 ns over a direct call, 0 allocs | +3.00 ns (5.00 ns against 2.00 ns), 0 allocs | yes |",
-		"| Backpressure (Shed mode): ≤ 1.2× semaphore.TryAcquire, 0 allocs | 1.50× (30.0 ns against 20.0 ns), 0 allocs | no |",
-		"| Breaker (consecutive mode): < 10 ns over a direct call, 0 allocs | not measured | — |",
-		"| Retry+Breaker+Backpressure: < 50 ns per call, 0 allocs | 40.0 ns, 0 allocs | yes |",
+		"| Retry: < 5 ns over a direct call, 0 allocs | +3.00 ns (5.00 ns against 2.00 ns), 0 allocs | met (noisy) |",
+		"| Backpressure admitted (Shed mode): ≤ 1.0× semaphore.TryAcquire+Release inline, 0 allocs | 1.50× ±∞ noisy (30.0 ns against 20.0 ns), 0 allocs | missed (noisy) |",
+		"| Breaker closed, consecutive mode: ≤ 1.0× eapache/go-resiliency, both as middlewares | not measured | — |",
+		"| Retry+Breaker+Backpressure: < 50 ns per call, 0 allocs | 40.0 ns ±∞ noisy, 0 allocs | met (noisy) |",
+	} {
+		if !strings.Contains(out.String(), line+"\n") {
+			t.Errorf("output lacks the line\n%s\noutput:\n%s", line, out.String())
+		}
+	}
+}
+
+// rounds returns n interleaved rounds of the benchmarks in ns, a map from
+// name to the time of each round.
+func rounds(n int, ns map[string][]float64, names ...string) string {
+	var b strings.Builder
+	for i := range n {
+		for _, name := range names {
+			fmt.Fprintf(&b, "%s 1000 %g ns/op 0 B/op 0 allocs/op\n", name, ns[name][i])
+		}
+	}
+	return b.String()
+}
+
+// TestTargets checks the verdicts on six rounds: ratios are taken within
+// each round, and a figure whose 95% interval exceeds ±10% is noisy.
+func TestTargets(t *testing.T) {
+	const (
+		open   = "BenchmarkBreaker/path=open/mode=seq/impl="
+		closed = "BenchmarkBreaker/path=closed/mode=seq/impl="
+		shed   = "BenchmarkBackpressure/path=shed/mode=seq/impl="
+	)
+	ns := map[string][]float64{
+		open + "direct-2": {2, 2, 2, 2, 2, 2},
+		open + "flag-2":   {3, 3, 3, 3, 3, 3},
+		open + "brace-2":  {3.5, 3.5, 3.5, 3.5, 3.5, 3.5},
+		// The load doubles in rounds 4 to 6 for both: each round's ratio
+		// is 0.9, whereas the ratio of the medians is not.
+		closed + "brace-2":   {9, 9, 9, 18, 18, 18},
+		closed + "eapache-2": {10, 10, 10, 20, 20, 20},
+		// Brace is noisy.
+		shed + "semaphore-2": {10, 10, 10, 10, 10, 10},
+		shed + "brace-2":     {8, 11, 9, 13, 10, 14},
+	}
+	in := rounds(6, ns, open+"direct-2", open+"flag-2", open+"brace-2", closed+"brace-2", closed+"eapache-2",
+		shed+"semaphore-2", shed+"brace-2")
+	scaling := rounds(6, map[string][]float64{
+		"BenchmarkBackpressure/path=admitted/mode=par/impl=brace":    {40, 40, 40, 40, 40, 40},
+		"BenchmarkBackpressure/path=admitted/mode=par/impl=brace-2":  {25, 25, 25, 25, 25, 25},
+		"BenchmarkBackpressure/path=admitted/mode=par/impl=atomic":   {30, 30, 30, 30, 30, 30},
+		"BenchmarkBackpressure/path=admitted/mode=par/impl=atomic-2": {20, 20, 20, 20, 20, 20},
+		"BenchmarkBreaker/path=closed-rate/mode=par/impl=brace":      {30, 30, 30, 30, 30, 30},
+		"BenchmarkBreaker/path=closed-rate/mode=par/impl=brace-2":    {20, 20, 20, 20, 20, 20},
+	}, "BenchmarkBackpressure/path=admitted/mode=par/impl=brace", "BenchmarkBackpressure/path=admitted/mode=par/impl=brace-2",
+		"BenchmarkBackpressure/path=admitted/mode=par/impl=atomic", "BenchmarkBackpressure/path=admitted/mode=par/impl=atomic-2",
+		"BenchmarkBreaker/path=closed-rate/mode=par/impl=brace", "BenchmarkBreaker/path=closed-rate/mode=par/impl=brace-2")
+	d, err := read(strings.NewReader(in), "compare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := read(strings.NewReader(scaling), "scaling")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	writeTargets(&out, d, sc)
+	for _, line := range []string{
+		"| Breaker open (rejection): ≤ 2 ns over a direct call, 0 allocs | +1.50 ns (3.50 ns against 2.00 ns), 0 allocs | met |",
+		"| Breaker open (rejection): ≤ 1.2× the raw refusal (an atomic flag), 0 allocs | 1.17× ±<1% (3.50 ns against 3.00 ns), 0 allocs | met |",
+		"| Breaker closed, consecutive mode: ≤ 1.0× eapache/go-resiliency, both as middlewares | 0.90× ±<1% (13.5 ns against 15.0 ns), 0 allocs | met (noisy) |",
+		"| Backpressure shed: ≤ 1.2× a refused semaphore.TryAcquire, 0 allocs | 1.05× ±33% noisy (10.5 ns against 10.0 ns), 0 allocs | met (noisy) |",
+		"| Breaker closed, rate mode: ≥ 1.6× throughput from 1 to 2 CPUs | 1.50× ±<1% | missed |",
+		"| Backpressure admitted (Shed mode): from 1 to 2 CPUs, scales no worse than a bare atomic counter | brace 1.60× ±<1%, atomic 1.50× ±<1%: 1.07× | met |",
 	} {
 		if !strings.Contains(out.String(), line+"\n") {
 			t.Errorf("output lacks the line\n%s\noutput:\n%s", line, out.String())
