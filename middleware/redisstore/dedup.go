@@ -506,8 +506,8 @@ func fly[In, Out any](ctx context.Context, d *Dedup, key string, in In, next mid
 	for {
 		kind, val, err := d.step(ctx, key, token, leader)
 		if err != nil {
-			if ctx.Err() != nil {
-				return zero, ctx.Err()
+			if err := ended(ctx); err != nil {
+				return zero, err
 			}
 			d.done(ctx, err)
 			// The step may have taken the lock: run as a leader that
@@ -552,8 +552,8 @@ func fly[In, Out any](ctx context.Context, d *Dedup, key string, in In, next mid
 		leader = val
 		left := time.Until(deadline)
 		if left <= 0 {
-			if ctx.Err() != nil {
-				return zero, ctx.Err() // the caller left while it waited
+			if err := ended(ctx); err != nil {
+				return zero, err // the caller left while it waited
 			}
 			return next(ctx, in)
 		}
@@ -614,4 +614,18 @@ func safeUnmarshal(c Codec, data []byte, v any) (err error) {
 		}
 	}()
 	return c.Unmarshal(data, v)
+}
+
+// ended is ctx.Err(), or context.DeadlineExceeded once ctx's deadline has
+// passed even if its timer has not fired yet: go-redis puts the deadline
+// on the socket and can report its i/o timeout first, and a caller whose
+// deadline has passed must not have the stage run for it.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

@@ -108,21 +108,35 @@ func TestOutageSkipsStore(t *testing.T) {
 			if f := pr.storeFailures() - before; f != 0 {
 				t.Errorf("%d store failures in 30 calls after recovery", f)
 			}
-			// The health's events: each part reports "down", then "up".
-			var downs, ups int
-			for _, e := range pr.rec.of(middleware.StateChanged) {
-				switch {
-				case e.Concern != "redisstore":
-				case e.From == "up" && e.To == "down":
-					downs++
-					if e.Err == nil {
-						t.Errorf("StateChanged to down without its cause")
+			// The health's events: each part reports "down", then "up". A
+			// part reports "up" at its own next operation, and a call that
+			// the breaker refuses reaches neither the limiter nor the dedup:
+			// keep calling, within the recovery bound, until every part has.
+			count := func() (downs, ups int) {
+				for _, e := range pr.rec.of(middleware.StateChanged) {
+					switch {
+					case e.Concern != "redisstore":
+					case e.From == "up" && e.To == "down":
+						downs++
+						if e.Err == nil {
+							t.Errorf("StateChanged to down without its cause")
+						}
+					case e.From == "down" && e.To == "up":
+						ups++
 					}
-				case e.From == "down" && e.To == "up":
-					ups++
 				}
+				return downs, ups
 			}
-			if downs == 0 || ups != downs {
+			var more int
+			toxitest.Eventually(recoveryBound, func() bool {
+				if d, u := count(); d > 0 && u == d {
+					return true
+				}
+				more++
+				_, _ = pr.call(ctx, fmt.Sprintf("report-%d", more))
+				return false
+			})
+			if downs, ups := count(); downs == 0 || ups != downs {
 				t.Errorf("StateChanged events of the store's health: %d up→down, %d down→up; want each part to report both", downs, ups)
 			}
 			if tc.wantRefused {

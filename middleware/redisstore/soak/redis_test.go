@@ -213,7 +213,8 @@ func rCall(p *rProc) (waited, late time.Duration, outcome int, err error) {
 			return waited, late, -1, fmt.Errorf("key %d: got %d", key, out)
 		}
 		return waited, late, outOK, nil
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+	case errors.Is(err, context.DeadlineExceeded) && (ctx.Err() != nil || (!end.IsZero() && !now.Before(end))):
+		// The deadline has passed (its timer may not have fired yet).
 		return waited, late, outDeadline, err
 	case errors.Is(err, breaker.ErrOpen):
 		return waited, late, outOpen, err
