@@ -197,7 +197,7 @@ func rCall(p *rProc) (waited, late time.Duration, outcome int, err error) {
 	if rand.IntN(100) < 20 {
 		d := 1 + rand.N(rMaxCallerWait)
 		ctx, cancel = context.WithTimeout(ctx, d)
-		end = time.Now().Add(d)
+		end, _ = ctx.Deadline() // exactly the deadline the chain sees
 	}
 	defer cancel()
 	start := time.Now()
