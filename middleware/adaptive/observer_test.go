@@ -2,8 +2,8 @@ package adaptive_test
 
 import (
 	"context"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"log/slog"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,23 +13,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// recorder is an Observer that keeps the events it is given.
-type recorder struct {
-	mu  sync.Mutex
-	evs []middleware.Event
-}
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, e)
-}
-
-func (r *recorder) events() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.evs...)
-}
+func (r *recorder) events() []middleware.Event { return r.Events() }
 
 // quietPanics keeps the panics that middleware.Emit recovers and reports
 // through slog.Default out of the test output.

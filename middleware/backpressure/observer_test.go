@@ -2,6 +2,7 @@ package backpressure_test
 
 import (
 	"context"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -15,29 +16,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// recorder is an Observer that keeps the events it is given.
-type recorder struct {
-	mu  sync.Mutex
-	evs []middleware.Event
-}
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, e)
-}
+func (r *recorder) events() []middleware.Event { return r.Events() }
 
-func (r *recorder) events() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.evs...)
-}
-
-func (r *recorder) reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = nil
-}
+func (r *recorder) reset() { r.Reset() }
 
 // quietPanics keeps the panics that middleware.Emit recovers and reports
 // through slog.Default out of the test output.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"math"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 	"github.com/brace-go/brace/middleware/breaker"
 )
 
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
+
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var errBoom = errors.New("boom")
@@ -31,23 +35,9 @@ type change struct {
 	Err      error
 }
 
-// recorder is an Observer that keeps every event in the order it saw them.
-type recorder struct {
-	mu  sync.Mutex
-	got []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, e)
-}
-
 func (r *recorder) events(k middleware.Kind) []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []middleware.Event
-	for _, e := range r.got {
+	for _, e := range r.Events() {
 		if e.Kind == k {
 			out = append(out, e)
 		}

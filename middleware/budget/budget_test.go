@@ -3,6 +3,7 @@ package budget_test
 import (
 	"context"
 	"errors"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"io"
 	"log/slog"
 	"strings"
@@ -19,6 +20,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
 )
+
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -271,18 +275,6 @@ func TestPermitDone(t *testing.T) {
 	})
 }
 
-// recorder collects events.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
 func TestEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var rec recorder
@@ -298,7 +290,7 @@ func TestEvents(t *testing.T) {
 			{Kind: middleware.Rejected, Concern: "budget", Name: "db", Reason: "budget", Err: budget.ErrExhausted},
 			{Kind: middleware.Rejected, Concern: "budget", Name: "db", Reason: "budget", Err: budget.ErrExhausted},
 		}
-		if diff := cmp.Diff(want, rec.events, cmpopts.EquateErrors()); diff != "" {
+		if diff := cmp.Diff(want, rec.Events(), cmpopts.EquateErrors()); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
 		}
 		if diff := cmp.Diff(budget.Stats{Rejected: 2}, b.Stats()); diff != "" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"io"
 	"log/slog"
 	"math"
@@ -38,6 +39,9 @@ type result struct {
 	err error
 }
 
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
+
 func newGated() *gated {
 	return &gated{started: make(chan context.Context, 100), release: make(chan result)}
 }
@@ -67,23 +71,7 @@ func build(t *testing.T, cfg dedup.Config, s middleware.Stage[string, string]) (
 	return middleware.Apply(s, dedup.Middleware[string, string](g, ident)), g
 }
 
-// recorder is an Observer that keeps every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) get() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.events...)
-}
+func (r *recorder) get() []middleware.Event { return r.Events() }
 
 // reasons returns the Reason of each event, "" for a join.
 func (r *recorder) reasons() []string {

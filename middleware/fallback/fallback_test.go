@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,9 @@ import (
 	"github.com/brace-go/brace/middleware/fallback"
 )
 
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
+
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var (
@@ -27,23 +31,7 @@ var (
 	errNotFound = errors.New("not found")
 )
 
-// recorder is an Observer that keeps every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) get() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.events...)
-}
+func (r *recorder) get() []middleware.Event { return r.Events() }
 
 func mustNew(t testing.TB, cfg fallback.Config) *fallback.Fallback {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"log/slog"
 	"math"
 	"runtime"
@@ -24,6 +25,9 @@ import (
 	"github.com/brace-go/brace/middleware/budget"
 	"github.com/brace-go/brace/middleware/hedge"
 )
+
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -78,23 +82,7 @@ func TestNewValidation(t *testing.T) {
 	}
 }
 
-// recorder is an Observer that keeps the events it is given.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) get() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.events...)
-}
+func (r *recorder) get() []middleware.Event { return r.Events() }
 
 // hedged returns the Attempt of each Hedged event, in order.
 func (r *recorder) hedged() []int {

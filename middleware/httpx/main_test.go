@@ -2,6 +2,7 @@ package httpx_test
 
 import (
 	"context"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,9 @@ import (
 	"github.com/brace-go/brace/middleware/retry"
 	"go.uber.org/goleak"
 )
+
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -83,25 +87,11 @@ func newTransport(t testing.TB, base http.RoundTripper, cfg httpx.TransportConfi
 	return tr
 }
 
-// recorder is an Observer that keeps the events it is given.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	r.events = append(r.events, e)
-	r.mu.Unlock()
-}
-
 // kinds returns the events' kinds, concerns and reasons, in order, as
 // "concern kind reason" strings.
 func (r *recorder) kinds() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []string
-	for _, e := range r.events {
+	for _, e := range r.Events() {
 		s := e.Concern + " " + e.Kind.String()
 		if e.Reason != "" {
 			s += " " + e.Reason
@@ -111,11 +101,7 @@ func (r *recorder) kinds() []string {
 	return out
 }
 
-func (r *recorder) all() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.events...)
-}
+func (r *recorder) all() []middleware.Event { return r.Events() }
 
 // get sends a GET through rt and returns the status and body.
 func get(t *testing.T, rt http.RoundTripper, url string) (int, string, error) {

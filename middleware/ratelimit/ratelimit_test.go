@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"io"
 	"log/slog"
 	"math"
@@ -22,6 +23,9 @@ import (
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/ratelimit"
 )
+
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -57,23 +61,7 @@ func keyed[K comparable](l *ratelimit.Limiter) func(ctx context.Context, k K) er
 	}
 }
 
-// recorder is an Observer that keeps every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) get() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.events...)
-}
+func (r *recorder) get() []middleware.Event { return r.Events() }
 
 // nan returns a NaN (a func, so that no constant is folded).
 func nan() float64 { return math.NaN() }

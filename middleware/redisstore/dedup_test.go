@@ -341,9 +341,7 @@ func TestDedupHostileValues(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			k := name(t)
 			tt.prepare(k)
-			rec.mu.Lock()
-			rec.events = nil
-			rec.mu.Unlock()
+			rec.Reset()
 			runs.Store(0)
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,9 @@ type counter struct {
 	mu    sync.Mutex
 	names []string
 }
+
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
 func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -164,24 +168,10 @@ func (s storeFunc) Update(ctx context.Context, op breaker.Op) (breaker.Snapshot,
 	return s.f(ctx, op)
 }
 
-// recorder is an Observer that keeps the events it gets.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	r.events = append(r.events, e)
-	r.mu.Unlock()
-}
-
 // of returns the events of kind k.
 func (r *recorder) of(k middleware.Kind) []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []middleware.Event
-	for _, e := range r.events {
+	for _, e := range r.Events() {
 		if e.Kind == k {
 			out = append(out, e)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"io"
 	"log/slog"
 	"math"
@@ -22,6 +23,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
 )
+
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -69,23 +73,7 @@ func mustNew(t testing.TB, cfg retry.Config) middleware.Middleware[int, int] {
 	return retry.Middleware[int, int](newRetrier(t, cfg))
 }
 
-// recorder collects events.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) list() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.events...)
-}
+func (r *recorder) list() []middleware.Event { return r.Events() }
 
 // retryDelays returns the Delay of each Retry event.
 func (r *recorder) retryDelays() []time.Duration {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"io"
 	"log/slog"
 	"strings"
@@ -22,6 +23,9 @@ import (
 	"go.uber.org/goleak"
 )
 
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
+
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func mustNew(t testing.TB, cfg timeout.Config) *timeout.Timeout {
@@ -36,23 +40,7 @@ func mustNew(t testing.TB, cfg timeout.Config) *timeout.Timeout {
 // mw is the Timeout's middleware for int stages.
 func mw(to *timeout.Timeout) middleware.Middleware[int, int] { return timeout.Middleware[int, int](to) }
 
-// recorder collects events.
-type recorder struct {
-	mu     sync.Mutex
-	events []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) list() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]middleware.Event(nil), r.events...)
-}
+func (r *recorder) list() []middleware.Event { return r.Events() }
 
 // cooperative waits for its context or for work to finish.
 func cooperative(work time.Duration) middleware.Stage[int, int] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 	"github.com/brace-go/brace/middleware/redisstore/internal/redistest"
 	"github.com/brace-go/brace/middleware/redisstore/internal/toxitest"
 )
+
+// recorder is bracetest.Recorder, with the views these tests read.
+type recorder struct{ bracetest.Recorder }
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{}) // go-redis logs every failed dial
@@ -67,23 +71,7 @@ func name(t *testing.T) string {
 	return "faults-" + r.Replace(t.Name())
 }
 
-// recorder is an Observer keeping every event.
-type recorder struct {
-	mu  sync.Mutex
-	evs []middleware.Event
-}
-
-func (r *recorder) Observe(_ context.Context, e middleware.Event) {
-	r.mu.Lock()
-	r.evs = append(r.evs, e)
-	r.mu.Unlock()
-}
-
-func (r *recorder) events() []middleware.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.evs)
-}
+func (r *recorder) events() []middleware.Event { return r.Events() }
 
 // of returns the events of kind k.
 func (r *recorder) of(k middleware.Kind) []middleware.Event {
