@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"time"
+
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // Kind says what happened in an [Event]. Every concern uses the same kinds
@@ -17,7 +19,9 @@ type Kind uint8
 const (
 	// Rejected: a call was refused without running the stage. Err is the
 	// error the caller gets; Reason says why ("open", "shed", "weight",
-	// "rate", "budget", "limit", "key"); Delay, when known, is how long
+	// "rate", "budget", "limit", "key", "throttle", "cost", "codel");
+	// Priority, the call's level when the concern sheds by priority;
+	// Probability, for a throttler, the rejection probability; Delay, when known, is how long
 	// until capacity returns (the retry-after); InFlight and Limit, for a
 	// concurrency limit, the calls in flight and the limit; Wait, for a
 	// call that queued before it was refused, how long it waited. A refusal inside a call that goes
@@ -96,6 +100,9 @@ type Event struct {
 	Failures int64         // StateChanged (breaker): failures counted when it changed
 	Reason   string        // Rejected, GaveUp, StateChanged, Joined: why, in one word
 	Err      error         // the error the event is about, if any
+
+	Priority    priority.Level // Rejected, Waited: the call's level, when the concern uses priorities
+	Probability float64        // Rejected, StateChanged (throttle): the rejection probability in force
 }
 
 // Observer receives the events of the concerns it is given to, with the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/priority"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -90,6 +91,10 @@ func TestLog(t *testing.T) {
 			`level=WARN msg="redisstore state-changed" concern=redisstore from=up to=down error="dial tcp: connection refused"`},
 		{"closing is Info", middleware.Event{Kind: middleware.StateChanged, Concern: "breaker", From: "half-open", To: "closed"},
 			`level=INFO msg="breaker state-changed" concern=breaker from=half-open to=closed`},
+		{"throttling is Warn", middleware.Event{Kind: middleware.StateChanged, Concern: "throttle", From: "passing", To: "throttling", Probability: 0.5},
+			`level=WARN msg="throttle state-changed" concern=throttle from=passing to=throttling probability=0.5`},
+		{"passing again is Info", middleware.Event{Kind: middleware.StateChanged, Concern: "throttle", From: "throttling", To: "passing"},
+			`level=INFO msg="throttle state-changed" concern=throttle from=throttling to=passing`},
 		{"a soft limit crossing is Debug", middleware.Event{Kind: middleware.StateChanged, Concern: "backpressure", From: "normal", To: "over-soft-limit"}, ""},
 		{"a rejection is Debug", middleware.Event{Kind: middleware.Rejected, Concern: "ratelimit", Reason: "rate", Delay: time.Second}, ""},
 		{"a retry is Debug", middleware.Event{Kind: middleware.Retry, Concern: "retry", Attempt: 2}, ""},
@@ -108,8 +113,9 @@ func TestLog(t *testing.T) {
 		var buf bytes.Buffer
 		l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: dropTime}))
 		middleware.Log(l).Observe(ctx, middleware.Event{Kind: middleware.Rejected, Concern: "backpressure", Name: "n",
-			Attempt: 2, Delay: time.Second, Wait: time.Millisecond, InFlight: 4, Limit: 5, Reason: "shed", Err: errors.New("full")})
-		want := `level=DEBUG msg="backpressure rejected" concern=backpressure name=n attempt=2 delay=1s wait=1ms in_flight=4 limit=5 reason=shed error=full`
+			Attempt: 2, Delay: time.Second, Wait: time.Millisecond, InFlight: 4, Limit: 5, Reason: "shed", Err: errors.New("full"),
+			Priority: priority.Sheddable, Probability: 0.25})
+		want := `level=DEBUG msg="backpressure rejected" concern=backpressure name=n attempt=2 delay=1s wait=1ms in_flight=4 limit=5 reason=shed priority=sheddable probability=0.25 error=full`
 		if got := strings.TrimSpace(buf.String()); got != want {
 			t.Errorf("logged\n%s\nwant\n%s", got, want)
 		}

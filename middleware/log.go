@@ -3,6 +3,8 @@ package middleware
 import (
 	"context"
 	"log/slog"
+
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // Log returns an [Observer] that writes each event to l as one record. It
@@ -11,11 +13,13 @@ import (
 //
 //   - the message is "<concern> <kind>", such as "breaker state-changed";
 //   - the attributes are concern, name, and those of attempt, delay, wait,
-//     in_flight, limit, from, to, failures, reason and error that the
-//     event sets (zero fields are left out);
+//     in_flight, limit, from, to, failures, reason, priority (when not
+//     default), probability and error that the event sets (zero fields
+//     are left out);
 //   - a change of state is logged at level Warn when it enters "open",
-//     "forced-open" or "down" (a breaker or a store failing), at Info when
-//     it enters "closed", "half-open", "forced-closed" or "up" (recovering),
+//     "forced-open", "down" or "throttling" (a breaker, a store or a
+//     throttler's downstream failing), at Info when it enters "closed",
+//     "half-open", "forced-closed", "up" or "passing" (recovering),
 //     and at Debug otherwise (a backpressure soft limit, which may flap
 //     under load many times a second); every per-call event
 //     (rejections, retries, timeouts, joins, waits, hedges, fallbacks,
@@ -39,7 +43,7 @@ func (o logObserver) Observe(ctx context.Context, e Event) {
 	if !l.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 12)
+	attrs := make([]slog.Attr, 0, 14)
 	attrs = append(attrs, slog.String("concern", e.Concern))
 	if e.Name != "" {
 		attrs = append(attrs, slog.String("name", e.Name))
@@ -68,6 +72,12 @@ func (o logObserver) Observe(ctx context.Context, e Event) {
 	if e.Reason != "" {
 		attrs = append(attrs, slog.String("reason", e.Reason))
 	}
+	if e.Priority != priority.Default {
+		attrs = append(attrs, slog.String("priority", e.Priority.String()))
+	}
+	if e.Probability != 0 {
+		attrs = append(attrs, slog.Float64("probability", e.Probability))
+	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))
 	}
@@ -79,9 +89,9 @@ func level(e Event) slog.Level {
 	switch e.Kind {
 	case StateChanged:
 		switch e.To {
-		case "open", "forced-open", "down":
+		case "open", "forced-open", "down", "throttling":
 			return slog.LevelWarn
-		case "closed", "half-open", "forced-closed", "up":
+		case "closed", "half-open", "forced-closed", "up", "passing":
 			return slog.LevelInfo
 		}
 		return slog.LevelDebug

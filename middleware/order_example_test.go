@@ -16,12 +16,13 @@ import (
 	"github.com/brace-go/brace/middleware/ratelimit"
 	"github.com/brace-go/brace/middleware/retry"
 	"github.com/brace-go/brace/middleware/stack"
+	"github.com/brace-go/brace/middleware/throttle"
 	"github.com/brace-go/brace/middleware/timeout"
 )
 
 // recommended builds the chain docs/ordering.md recommends, in one place:
 //
-//	Fallback → Dedup → Retry → Hedge → Breaker → RateLimit → Backpressure → Timeout → Recover → stage
+//	Fallback → Dedup → Retry → Hedge → Breaker → Throttle → RateLimit → Backpressure → Timeout → Recover → stage
 //
 // Retry and Hedge share one budget, so together they cannot multiply the
 // load on the downstream. The concerns that need the call's types (Fallback,
@@ -36,14 +37,15 @@ func recommended(b *breaker.Breaker, stale string) (middleware.Middleware[string
 	rl, err6 := ratelimit.New(ratelimit.Config{Rate: 1000})
 	bp, err7 := backpressure.New(backpressure.Config{Capacity: 64})
 	to, err8 := timeout.New(timeout.Config{Duration: 200 * time.Millisecond})
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8); err != nil {
+	th, err9 := throttle.New(throttle.Config{})
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9); err != nil {
 		return nil, err
 	}
 	return middleware.Chain(
 		fallback.Middleware(fb, func(context.Context, string, error) (string, error) { return stale, nil }),
 		dedup.Middleware[string, string](dd, func(key string) string { return key }),
 		stack.Middleware[string, string](stack.Layers{
-			Retry: rt, Hedge: hg, Breaker: b, RateLimit: rl, Backpressure: bp, Timeout: to, Recover: true,
+			Retry: rt, Hedge: hg, Breaker: b, Throttle: th, RateLimit: rl, Backpressure: bp, Timeout: to, Recover: true,
 		}),
 	), nil
 }

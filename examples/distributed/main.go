@@ -1,6 +1,9 @@
-// Command distributed runs three OS processes that share one circuit
-// breaker through Redis: failures recorded by two of them open the breaker
-// for all, and the shared counts are exact.
+// Command distributed runs three OS processes that share state through
+// Redis: one circuit breaker (failures recorded by two of them open it for
+// all, and the shared counts are exact), one global rate limit (the fleet
+// together gets the limit's calls, not each process), and one retry budget
+// (the fleet's retries stay within the budget's ratio of the fleet's calls
+// plus one reserve, not one reserve per process).
 //
 //	go run ./examples/distributed                      # starts its own redis-server
 //	go run ./examples/distributed -addr localhost:6379  # or BRACE_REDIS_ADDR=localhost:6379
@@ -34,7 +37,9 @@ import (
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/budget"
 	"github.com/brace-go/brace/middleware/redisstore"
+	"github.com/brace-go/brace/middleware/retry"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -100,8 +105,40 @@ func childLog(me string) middleware.Observer {
 	})
 }
 
-// runChild serves commands from stdin: "fail" makes a call that fails,
-// "call" one that succeeds; each gets one line of answer.
+// The fleet-wide limits of the second act.
+const (
+	fleetRate    = 10 // calls per hour: in a demo of seconds, the burst is all there is
+	fleetBurst   = 10
+	budgetRatio  = 0.1
+	budgetWindow = time.Minute
+	reserve      = 10 // extra attempts per window on top of the ratio, for the whole fleet
+	maxAttempts  = 3
+)
+
+// newFleetLimits builds the global rate limit and the retry budget every
+// process shares under name. Their Redis timeouts are a generous second, so
+// that a loaded machine does not send the demo to the local fallbacks,
+// whose bounds are each process's own.
+func newFleetLimits(rdb *redis.Client, name string, obs middleware.Observer) (*redisstore.RateLimiter, *budget.Budget, error) {
+	rl, err := redisstore.NewRateLimiter(redisstore.RateLimiterConfig{Client: rdb, Name: name + "-api",
+		Rate: fleetRate, Per: time.Hour, Burst: fleetBurst, Replicas: 3, Timeout: time.Second, Observer: obs})
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := redisstore.NewBudgetStore(redisstore.BudgetStoreConfig{Client: rdb, Name: name + "-retries", Timeout: time.Second, Observer: obs})
+	if err != nil {
+		return nil, nil, err
+	}
+	bud, err := budget.New(budget.Config{Name: "retries", Ratio: budgetRatio, Window: budgetWindow,
+		MinPerSecond: float64(reserve) / budgetWindow.Seconds(), Store: store, Observer: obs})
+	return rl, bud, err
+}
+
+// runChild serves commands from stdin, each with one line of answer:
+// "fail" makes a breaker-guarded call that fails, "call" one that
+// succeeds; "burst N" makes N calls through the global rate limit;
+// "outage N" makes N calls that fail every attempt, retried within the
+// shared budget.
 func runChild(me, addr, name string) error {
 	rdb := newClient(addr)
 	defer rdb.Close()
@@ -109,6 +146,19 @@ func runChild(me, addr, name string) error {
 	if err != nil {
 		return err
 	}
+	rl, bud, err := newFleetLimits(rdb, name, childLog(me))
+	if err != nil {
+		return err
+	}
+	api := middleware.Apply(func(context.Context, int) (int, error) { return 0, nil },
+		redisstore.RateLimiterMiddleware[int, int](rl))
+	rt, err := retry.New(retry.Config{MaxAttempts: maxAttempts, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, Budget: bud})
+	if err != nil {
+		return err
+	}
+	attempts := 0
+	flaky := middleware.Apply(func(context.Context, int) (int, error) { attempts++; return 0, errDown },
+		retry.Middleware[int, int](rt))
 	pay := middleware.Apply(func(_ context.Context, cmd string) (string, error) {
 		if cmd == "fail" {
 			return "", errDown
@@ -119,6 +169,33 @@ func runChild(me, addr, name string) error {
 	ctx := context.Background()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if cmd, arg, ok := strings.Cut(in.Text(), " "); ok {
+			n, err := strconv.Atoi(arg)
+			if err != nil {
+				return err
+			}
+			switch cmd {
+			case "burst":
+				admitted := 0
+				for i := range n {
+					if _, err := api(ctx, i); err == nil {
+						admitted++
+					} else if !errors.Is(err, redisstore.ErrRateLimited) {
+						return err
+					}
+				}
+				fmt.Printf("%s (pid %d): admitted %d of %d\n", me, os.Getpid(), admitted, n)
+			case "outage":
+				attempts = 0
+				for i := range n {
+					flaky(ctx, i)
+				}
+				fmt.Printf("%s (pid %d): %d calls, %d retries\n", me, os.Getpid(), n, attempts-n)
+			default:
+				return fmt.Errorf("unknown command %q", cmd)
+			}
+			continue
+		}
 		_, err := pay(ctx, in.Text())
 		switch {
 		case errors.Is(err, breaker.ErrOpen):
@@ -175,6 +252,25 @@ func (p *proc) do(command, want string) error {
 		return fmt.Errorf("%q answered %q, want %q in it", command, answer, want)
 	}
 	return nil
+}
+
+// count sends one command, prints the answer, and reads the number in it
+// with format (after the "X (pid N): " prefix).
+func (p *proc) count(command, format string) (int, error) {
+	if _, err := fmt.Fprintln(p.in, command); err != nil {
+		return 0, err
+	}
+	if !p.out.Scan() {
+		return 0, fmt.Errorf("child ended: %v", p.out.Err())
+	}
+	answer := p.out.Text()
+	fmt.Println("  " + answer)
+	_, rest, _ := strings.Cut(answer, "): ")
+	var n int
+	if _, err := fmt.Sscanf(rest, format, &n); err != nil {
+		return 0, fmt.Errorf("%q answered %q: %v", command, answer, err)
+	}
+	return n, nil
 }
 
 func (p *proc) stop() error {
@@ -266,10 +362,50 @@ func runParent(addr string) error {
 	if err := shared(breaker.Open); err != nil {
 		return err
 	}
+	if err := fleetLimits(a, b, c); err != nil {
+		return err
+	}
 	for _, p := range []*proc{a, b, c} {
 		if err := p.stop(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// fleetLimits is the second act: the three processes share one global rate
+// limit and one retry budget.
+func fleetLimits(procs ...*proc) error {
+	fmt.Printf("a global rate limit of %d calls per hour (burst %d), shared by the three processes:\n", fleetRate, fleetBurst)
+	total := 0
+	for _, p := range procs {
+		n, err := p.count("burst 6", "admitted %d of 6")
+		if err != nil {
+			return err
+		}
+		total += n
+	}
+	fmt.Printf("  the fleet was admitted %d calls; three local limits would have admitted %d\n", total, 3*6)
+	if total != fleetBurst {
+		return fmt.Errorf("the fleet was admitted %d calls, want exactly the burst, %d", total, fleetBurst)
+	}
+
+	const calls = 20
+	fmt.Printf("an outage: each process makes %d calls that fail every attempt (%d attempts), with a shared retry budget\n", calls, maxAttempts)
+	fmt.Printf("(ratio %.1f of the fleet's calls plus a reserve of %d per %v for the whole fleet):\n", budgetRatio, reserve, budgetWindow)
+	retries := 0
+	for _, p := range procs {
+		n, err := p.count(fmt.Sprintf("outage %d", calls), fmt.Sprintf("%d calls, %%d retries", calls))
+		if err != nil {
+			return err
+		}
+		retries += n
+	}
+	bound := int(budgetRatio*3*calls) + reserve
+	local := 3 * (int(budgetRatio*calls) + reserve)
+	fmt.Printf("  the fleet retried %d times: at most %d allowed; three local budgets would have allowed up to %d\n", retries, bound, local)
+	if retries < 1 || retries > bound {
+		return fmt.Errorf("the fleet retried %d times, want between 1 and %d", retries, bound)
 	}
 	return nil
 }

@@ -74,7 +74,27 @@ func breakerScenarios() []scenario {
 				return failsafeCall(exec, s)
 			}},
 		}},
+		// Keyed: the same breaker through breaker.Keyed, every call with
+		// one key (a host): the cost of finding the key's breaker in the
+		// table and counting the call in flight, on top of the unkeyed
+		// paths above. No peer has per-key breakers in one object.
+		{path: "closed-keyed", attempts: 1, impls: []impl{
+			{name: "direct", build: buildDirect, zeroAlloc: true},
+			{name: "brace", build: func(tb testing.TB, s Stage) Stage { return braceKeyedCall(newBraceBreaker(tb), s) }, zeroAlloc: true},
+		}},
+		{path: "open-keyed", attempts: 0, want: errOpen, impls: []impl{
+			{name: "direct", build: buildDirect, zeroAlloc: true, reference: true},
+			{name: "brace", build: func(tb testing.TB, s Stage) Stage {
+				b := newBraceBreaker(tb)
+				trip(tb, braceKeyedCall(b, Fail))
+				return braceKeyedCall(b, s)
+			}, zeroAlloc: true},
+		}},
 	}
+}
+
+func braceKeyedCall(b *breaker.Breaker, s Stage) Stage {
+	return middleware.Apply(s, breaker.Keyed[int, int](b, func(int) string { return "host-a" }))
 }
 
 // paddedCounter is a counter on a cache line of its own, as Brace's.

@@ -14,10 +14,20 @@
 //
 // Every benchmark is named Benchmark<Concern>/path=<path>/mode=<mode>/impl=<impl>:
 //
-//   - concern: Retry, Breaker, Backpressure, Dedup, Timeout, Composed;
+//   - concern: Retry, Breaker, Backpressure, Dedup, Timeout, Composed,
+//     Throttle (adaptive throttling, beside failsafe-go's
+//     adaptivethrottler), GRPC (a unary call through a client
+//     interceptor, over bufconn, beside grpc-go's own retry and
+//     failsafe-go's failsafegrpc, and the interceptors alone),
+//     Ratelimit (a shared token bucket beside x/time/rate's Allow and
+//     failsafe-go's ratelimiter), Budget (a retry budget refusing an
+//     extra attempt, beside a mutex and a clock read), Hedge (a call
+//     whose first attempt wins before any hedge is sent, beside
+//     failsafe-go's hedgepolicy);
 //   - path: the success path, or a failure path (an open breaker
 //     rejecting, a limiter shedding at capacity, a call that fails twice
-//     and succeeds on its third attempt with all delays set to zero);
+//     and succeeds on its third attempt with all delays set to zero, an
+//     empty rate limiter or budget refusing, a cache hit);
 //     path=busy decorates [Busy], a stage that does real work, instead of
 //     [Work];
 //   - mode: seq (one goroutine) or par (b.RunParallel, GOMAXPROCS
@@ -25,13 +35,15 @@
 //   - impl: brace, a peer (gobreaker, eapache, backoff, failsafe), or a
 //     baseline (direct, a hand-written loop, x/sync's semaphore or
 //     singleflight, a bare atomic counter, an atomic flag with or without
-//     a count of its refusals, context.WithTimeout).
+//     a count of its refusals, context.WithTimeout, grpc-go's
+//     service-config retry, x/time/rate's Allow, a mutex and a clock
+//     read).
 //
 // Every implementation decorates the same stage, [Work], and is built once
 // before the timer starts; only calls are timed. The tests of this package
 // check that each benchmark measures what its name says (the error it
 // returns, how many times it calls the stage) and that Brace's success
-// paths do not allocate.
+// and rejection paths do not allocate.
 //
 // # Running it
 //

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // ErrLimitExceeded is returned, without running the stage, when a call
@@ -62,6 +63,23 @@ type Config struct {
 	// 20, moved into [Min, Max] if it falls outside.
 	Initial int
 
+	// Priorities turns on shedding by priority: each call's level is
+	// read from its context with [priority.From], and a call of level l
+	// is admitted only while fewer calls than Shares.Limit(l, limit) are
+	// in flight — all of them counted, whatever their level — so a
+	// sheddable call is refused once half the limit is in use by
+	// default, a default call at 90%, and a critical call only at the
+	// limit itself. Under overload sheddable calls are refused first, and
+	// critical calls use what the others leave. False (the default) reads
+	// no level: every call may use the whole limit.
+	Priorities bool
+
+	// Shares is how much of the limit each level below Critical may fill
+	// when Priorities is on; the zero value means priority's defaults
+	// (Sheddable 0.5, Default 0.9). It must be zero when Priorities is
+	// off.
+	Shares priority.Shares
+
 	// Observer receives the limiter's events (see docs/adaptive.md):
 	// LimitChanged and Rejected. Nil means none.
 	Observer middleware.Observer
@@ -76,6 +94,8 @@ type Limiter struct {
 	min, max float64
 	obs      middleware.Observer
 	name     string
+	prio     bool            // Config.Priorities
+	shares   priority.Shares // resolved, when prio
 
 	mu       sync.Mutex
 	estimate float64 // the limit the algorithm has arrived at
@@ -125,11 +145,22 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.Initial < cfg.Min || cfg.Initial > cfg.Max {
 		return nil, fmt.Errorf("adaptive: Initial must be between Min (%d) and Max (%d), got %d", cfg.Min, cfg.Max, cfg.Initial)
 	}
+	var shares priority.Shares
+	if cfg.Priorities {
+		var err error
+		if shares, err = cfg.Shares.Resolve("adaptive", "Shares"); err != nil {
+			return nil, err
+		}
+	} else if cfg.Shares != (priority.Shares{}) {
+		return nil, fmt.Errorf("adaptive: Shares must be zero when Priorities is off, got %+v", cfg.Shares)
+	}
 	return &Limiter{
 		min:      float64(cfg.Min),
 		max:      float64(cfg.Max),
 		obs:      cfg.Observer,
 		name:     cfg.Name,
+		prio:     cfg.Priorities,
+		shares:   shares,
 		estimate: float64(cfg.Initial),
 		limit:    cfg.Initial,
 		reported: cfg.Initial,
@@ -148,21 +179,31 @@ type Permit struct {
 }
 
 // Acquire admits one call, or returns [ErrLimitExceeded] if the limit is
-// reached, or ctx.Err() if ctx has ended (even with room under the limit).
-// It never waits: an adaptive limit sheds load rather than queue it. On
-// success, finish the returned Permit with [Permit.Done].
+// reached (with Config.Priorities, the share of the limit the call's
+// level may fill), or ctx.Err() if ctx has ended (even with room under
+// the limit). It never waits: an adaptive limit sheds load rather than
+// queue it. On success, finish the returned Permit with [Permit.Done].
 func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if err := ctx.Err(); err != nil {
 		return Permit{}, err
 	}
+	level := priority.Default
+	if l.prio {
+		level = priority.From(ctx) // outside the lock: a context lookup
+	}
 	l.mu.Lock()
-	if l.inflight >= l.limit {
+	limit := l.limit
+	if l.prio {
+		// One decision under the lock, against all the calls in flight.
+		limit = int(l.shares.Limit(level, int64(limit)))
+	}
+	if l.inflight >= limit {
 		l.rejected++
-		inflight, limit := l.inflight, l.limit
+		inflight := l.inflight
 		l.mu.Unlock()
 		if l.obs != nil {
 			middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Rejected, Concern: "adaptive", Name: l.name,
-				Reason: "limit", InFlight: int64(inflight), Limit: int64(limit), Err: ErrLimitExceeded})
+				Reason: "limit", InFlight: int64(inflight), Limit: int64(limit), Err: ErrLimitExceeded, Priority: level})
 		}
 		return Permit{}, ErrLimitExceeded
 	}
@@ -277,8 +318,13 @@ func (l *Limiter) record(start time.Time, rtt time.Duration) (changed bool) {
 		l.baseline = mean
 		fallthrough
 	default:
+		// A probe is due every probeEvery windows, but runs only after a
+		// window that saw calls queue (by the baseline in force): a
+		// window at the baseline says the baseline is not too low, and a
+		// probe would shed calls for nothing.
+		queued := l.queued(mean, peak)
 		l.estimate = l.vegas(l.estimate, mean, peak)
-		if l.updates++; l.updates >= probeEvery {
+		if l.updates = min(l.updates+1, probeEvery); l.updates >= probeEvery && queued >= 1 {
 			l.updates = 0
 			l.probing = true
 			l.probeStart = time.Now()
@@ -290,6 +336,30 @@ func (l *Limiter) record(start time.Time, rtt time.Duration) (changed bool) {
 		l.limit = max(int(l.min), min(l.limit, peak)/2)
 	}
 	return l.limit != from
+}
+
+// busy reports whether a window whose peak in flight was peak used enough
+// of limit for the limit to grow: half of it, so that an idle service does
+// not inflate its limit. With priorities, 80%: a limit may otherwise float
+// to twice the calls in flight, and sheddable calls, admitted up to half
+// of it, would fill it to the current demand, hold the limit up with
+// their own peak, and push the downstream into overload, after which the
+// cut of the limit falls on every level.
+func (l *Limiter) busy(peak, limit int) bool {
+	if l.prio {
+		return 5*peak >= 4*limit
+	}
+	return 2*peak >= limit
+}
+
+// queued is Vegas's estimate of the calls of a window that queued rather
+// than being served: used·(1 − B/M).
+func (l *Limiter) queued(mean time.Duration, peak int) float64 {
+	if mean <= 0 {
+		return 0
+	}
+	used := min(l.estimate, float64(peak))
+	return used * (1 - float64(l.baseline)/float64(mean))
 }
 
 func (l *Limiter) vegas(limit float64, mean time.Duration, peak int) float64 {
@@ -305,7 +375,7 @@ func (l *Limiter) vegas(limit float64, mean time.Duration, peak int) float64 {
 		limit = min(limit-step, used*float64(l.baseline)/float64(mean)+beta)
 	case queue > beta:
 		limit -= step
-	case queue < alpha && 2*peak >= int(limit):
+	case queue < alpha && l.busy(peak, int(limit)):
 		limit += step
 	}
 	return min(max(limit, l.min), l.max)

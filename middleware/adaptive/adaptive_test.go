@@ -20,6 +20,7 @@ import (
 	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/adaptive"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -49,6 +50,9 @@ func TestNew(t *testing.T) {
 		{"negative Initial", adaptive.Config{Initial: -3}, 0, "adaptive: Initial must not be negative, got -3"},
 		{"Initial above Max", adaptive.Config{Max: 10, Initial: 11}, 0, "adaptive: Initial must be between Min (1) and Max (10), got 11"},
 		{"Initial below Min", adaptive.Config{Min: 5, Initial: 2}, 0, "adaptive: Initial must be between Min (5) and Max (1000), got 2"},
+		{"priorities", adaptive.Config{Priorities: true, Shares: priority.Shares{Sheddable: 0.3}}, 20, ""},
+		{"Shares without Priorities", adaptive.Config{Shares: priority.Shares{Default: 0.5}}, 0, "adaptive: Shares must be zero when Priorities is off, got {Sheddable:0 Default:0.5}"},
+		{"Shares out of range", adaptive.Config{Priorities: true, Shares: priority.Shares{Default: 2}}, 0, "adaptive: Shares.Default must be in (0, 1], got 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -380,6 +384,10 @@ func TestAllocs(t *testing.T) {
 	l := mustNew(t, adaptive.Config{Observer: obs})
 	full := mustNew(t, adaptive.Config{Min: 1, Max: 1, Initial: 1})
 	_, _ = full.Acquire(ctx)
+	prio := mustNew(t, adaptive.Config{Priorities: true})
+	fullPrio := mustNew(t, adaptive.Config{Min: 1, Max: 1, Initial: 1, Priorities: true})
+	_, _ = fullPrio.Acquire(ctx)
+	critical := priority.With(ctx, priority.Critical)
 	ok := middleware.Apply(func(_ context.Context, in int) (int, error) { return in, nil }, adaptive.Middleware[int, int](l))
 	shed := middleware.Apply(func(_ context.Context, in int) (int, error) { return in, nil }, adaptive.Middleware[int, int](full))
 	for _, tt := range []struct {
@@ -393,6 +401,11 @@ func TestAllocs(t *testing.T) {
 		{"Middleware", func() { _, _ = ok(ctx, 1) }},
 		{"rejected", func() { _, _ = shed(ctx, 1) }},
 		{"rejected Acquire", func() { _, _ = full.Acquire(ctx) }},
+		{"priorities: Acquire+Done", func() {
+			p, _ := prio.Acquire(critical)
+			p.Done(nil)
+		}},
+		{"priorities: rejected Acquire", func() { _, _ = fullPrio.Acquire(critical) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if n := testing.AllocsPerRun(1000, tt.f); n != 0 {

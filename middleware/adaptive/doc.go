@@ -29,8 +29,8 @@
 // latency B (the lowest window mean seen) and the window's mean M, about
 // N·(1 − B/M) of the N calls in flight are queued rather than served. Under
 // 3·log10(L) queued calls the limit L grows by log10(L) (at least 1), but
-// only if the window used at least half of it, so an idle service does not
-// inflate its limit; above 6·log10(L) it shrinks by as much, and far above
+// only if the window used at least half of it (80% with priorities, see
+// below), so an idle service does not inflate its limit; above 6·log10(L) it shrinks by as much, and far above
 // it drops straight to the limit that leaves that many queued. The limit
 // stays within [Min, Max].
 //
@@ -38,7 +38,10 @@
 // limiter probes: after the first 5 windows and then every 50, it admits
 // only half of the calls in flight for one window and takes the mean latency
 // of the calls admitted during it as the new B (BBR's ProbeRTT).
-// Stats().Limit shows the halved limit while a probe runs.
+// Stats().Limit shows the halved limit while a probe runs. A probe that is
+// due waits for a window that saw calls queue (by the B in force): a
+// window at B says B is not too low, and a probe then would shed calls
+// for nothing.
 //
 // Only successful calls are samples: a failure, a cancellation or a panic
 // gives its slot back but says nothing about the latency under load (a
@@ -49,6 +52,25 @@
 // above the capacity, from a start far below or far above it, and follows
 // the capacity when it falls or rises and the no-load latency when it
 // quadruples.
+//
+// # Priorities
+//
+// With Config.Priorities on, each call's level is read from its context
+// with [priority.From], and a call of level l is admitted only while fewer
+// calls than Config.Shares.Limit(l, limit) are in flight, calls of every
+// level counted: by default a sheddable call within half the limit, a
+// default one within 90%, a critical one within all of it. The decision
+// is the one made without priorities, under the same lock, against
+// another number. Under overload sheddable calls are refused first, and
+// critical calls use what the others leave. With priorities the limit
+// grows only after a window that used 80% of it, not half: a limit that
+// floated to twice the calls in flight would let sheddable calls, within
+// half of it, double the load and push the downstream into the overload
+// whose cut falls on every level. With Priorities off (the default) no
+// level is read.
+//
+// The limiter never queues, so it has no queue discipline; put a
+// backpressure.Limiter in Wait mode in front of it for one.
 //
 // # Defaults and zero value
 //
@@ -61,7 +83,7 @@
 //
 // Config.Observer receives a [middleware.LimitChanged] event (Limit set)
 // each time the enforced limit changes, and a [middleware.Rejected] event
-// (Reason "limit", InFlight, Limit) for each refused call;
+// (Reason "limit", InFlight, Limit, Priority) for each refused call;
 // docs/adaptive.md lists their fields. No observer is called while the
 // limiter's lock is held: an observer may call back into the Limiter. The
 // limit changes are reported in order by one goroutine at a time, so the
@@ -84,7 +106,8 @@
 // # Cost
 //
 // An admitted call takes a mutex twice (once to admit, once to finish)
-// and reads the clock twice, and allocates nothing; a rejection takes the
+// and reads the clock twice, and allocates nothing (with Priorities on,
+// one context lookup more); a rejection takes the
 // mutex once and allocates nothing, so shedding stays cheap under
 // overload. Measured numbers are in docs/performance.md.
 package adaptive

@@ -7,6 +7,7 @@ import (
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/adaptive"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // A Limiter admits calls while fewer than its limit are in flight and sheds
@@ -65,3 +66,37 @@ func ExampleLimiter_Acquire() {
 }
 
 func doWork() error { return nil }
+
+// With Priorities, a call's level comes from its context and may fill only
+// its share of the current limit, counted on every call in flight: a
+// sheddable call half of it by default, a critical call all of it.
+func ExampleConfig_priorities() {
+	l, err := adaptive.New(adaptive.Config{Min: 4, Max: 4, Priorities: true})
+	if err != nil {
+		panic(err)
+	}
+	batch := priority.With(context.Background(), priority.Sheddable)
+	user := priority.With(context.Background(), priority.Critical)
+	var held []adaptive.Permit
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"sheddable", batch}, {"sheddable", batch}, {"sheddable", batch}, {"critical", user}, {"critical", user}, {"critical", user}} {
+		before := l.Stats().InFlight
+		p, err := l.Acquire(c.ctx)
+		fmt.Printf("%s at %d in flight: %v\n", c.name, before, err)
+		if err == nil {
+			held = append(held, p)
+		}
+	}
+	for i := range held {
+		held[i].Done(nil)
+	}
+	// Output:
+	// sheddable at 0 in flight: <nil>
+	// sheddable at 1 in flight: <nil>
+	// sheddable at 2 in flight: adaptive: limit exceeded
+	// critical at 2 in flight: <nil>
+	// critical at 3 in flight: <nil>
+	// critical at 4 in flight: adaptive: limit exceeded
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // Mode says what a call does when the limiter is at capacity.
@@ -17,9 +18,9 @@ type Mode uint8
 const (
 	// Shed fails the call at once with [ErrShed]. It is the default.
 	Shed Mode = iota
-	// Wait queues the call, first in first out, for up to Config.MaxWait
-	// behind at most Config.MaxQueue other calls, and sheds it when either
-	// bound is exceeded.
+	// Wait queues the call for up to Config.MaxWait behind at most
+	// Config.MaxQueue other calls, in the order Config.Queue says, and
+	// sheds it when either bound is exceeded.
 	Wait
 )
 
@@ -32,6 +33,50 @@ func (m Mode) String() string {
 	}
 	return fmt.Sprintf("Mode(%d)", uint8(m))
 }
+
+// Discipline is the order in which a Wait-mode limiter serves its queue
+// within one priority level (Config.Queue). Levels always come first: a
+// waiting critical call is served before any default one, and a default
+// one before any sheddable one.
+type Discipline uint8
+
+const (
+	// FIFO serves the oldest waiter first. It is the default.
+	FIFO Discipline = iota
+	// LIFO is adaptive LIFO (Facebook, "Fail at Scale", ACM Queue 2015):
+	// first in, first out while the queue comes and goes, and last in,
+	// first out once it has been standing — non-empty without a break for
+	// longer than Config.Interval. Under standing overload the newest
+	// waiters, whose callers are most likely still there, are served,
+	// and the oldest wait until their callers give up.
+	LIFO
+	// CoDel is first in, first out with controlled delay (Fail at Scale,
+	// after Nichols and Jacobson's CoDel): a call queued while the queue
+	// has been standing for longer than Config.Interval waits at most
+	// Config.Target, and otherwise at most Config.Interval; past that it
+	// is dropped, as a rejection with Reason "codel". A standing queue so
+	// drains to a short one instead of serving calls whose callers are
+	// gone.
+	CoDel
+)
+
+func (d Discipline) String() string {
+	switch d {
+	case FIFO:
+		return "fifo"
+	case LIFO:
+		return "lifo"
+	case CoDel:
+		return "codel"
+	}
+	return fmt.Sprintf("Discipline(%d)", uint8(d))
+}
+
+// The defaults of Config.Target and Config.Interval, Fail at Scale's.
+const (
+	DefaultTarget   = 5 * time.Millisecond
+	DefaultInterval = 100 * time.Millisecond
+)
 
 // MaxCapacity is the largest capacity a [Limiter] accepts.
 const MaxCapacity = math.MaxInt32
@@ -75,13 +120,51 @@ type Config struct {
 	// it falls below. Zero means no soft limit.
 	SoftLimit int64
 
+	// Priorities turns on shedding by priority: each call's level is
+	// read from its context with [priority.From], and a call of level l
+	// is admitted only while the weight in flight, its own included,
+	// stays within Shares.Limit(l, Capacity) — a sheddable call within
+	// half the capacity by default, a default call within 90%, a
+	// critical call within all of it. So under overload sheddable calls
+	// are refused first, and critical calls use the capacity the others
+	// leave. In Wait mode, waiters are served by level, highest first,
+	// and a full queue makes room for a call by shedding the oldest
+	// waiter of a lower level. False (the default) reads no level: every
+	// call is a default call with the whole capacity.
+	Priorities bool
+
+	// Shares is how much of the capacity each level below Critical may
+	// fill when Priorities is on; the zero value means priority's
+	// defaults (Sheddable 0.5, Default 0.9). It must be zero when
+	// Priorities is off.
+	Shares priority.Shares
+
+	// Queue is the order in which Wait mode serves the waiters of one
+	// level: FIFO (the default), LIFO (adaptive LIFO) or CoDel. It must
+	// be FIFO in Shed mode.
+	Queue Discipline
+
+	// Target is how long a call may wait, with Queue CoDel, once the
+	// queue has been standing for longer than Interval. Zero means
+	// [DefaultTarget] (5ms). It must not be negative, must not exceed
+	// Interval, and must be zero unless Queue is CoDel.
+	Target time.Duration
+
+	// Interval is how long the queue must stay non-empty to count as
+	// standing (LIFO and CoDel), and, with CoDel, how long a call may
+	// wait while it is not. Zero means [DefaultInterval] (100ms). It must
+	// not be negative, and must be zero with Queue FIFO.
+	Interval time.Duration
+
 	// Observer receives the limiter's events (see docs/backpressure.md):
 	// Rejected, Waited and StateChanged. Nil means none.
 	Observer middleware.Observer
 }
 
-// ErrShed is the error of every shed call: the limiter was at capacity (and,
-// in Wait mode, the queue was full or MaxWait passed). It is a plain value,
+// ErrShed is the error of every shed call: the limiter was at capacity, or
+// at its share for the call's level (and, in Wait mode, the queue was full,
+// MaxWait passed, a higher level took the call's place in the queue, or
+// CoDel dropped it). It is a plain value,
 // so a shed allocates nothing; the depth and the wait are in the
 // [middleware.Rejected] event and in [Limiter.Stats].
 //
@@ -103,11 +186,12 @@ func (shedError) Rejected() bool { return true }
 func (shedError) Retryable() bool { return false }
 
 // WeightError is returned for a call whose weight is below 1 or above the
-// capacity: such a call could never be admitted, so it is rejected at once
-// instead of waiting forever.
+// capacity (with Priorities, above its level's share of the capacity):
+// such a call could never be admitted, so it is rejected at once instead
+// of waiting forever.
 type WeightError struct {
 	Weight   int64
-	Capacity int64
+	Capacity int64 // the most the call may take: the capacity, or its level's share of it
 }
 
 func (e *WeightError) Error() string {
@@ -132,6 +216,11 @@ type Limiter struct {
 	maxQueue  int64
 	obs       middleware.Observer
 	name      string
+	prio      bool                   // Config.Priorities
+	limits    [priority.Levels]int64 // per level index: what a level may fill
+	queue     Discipline             // Config.Queue
+	target    time.Duration          // CoDel
+	interval  time.Duration          // LIFO, CoDel
 
 	// state packs the weight in flight (low 32 bits) and the number of
 	// queued waiters (high 32 bits) into one word, so that admission is a
@@ -146,8 +235,11 @@ type Limiter struct {
 	state atomic.Uint64
 	_     [56]byte
 
-	mu         sync.Mutex
-	head, tail *waiter // FIFO of queued calls, guarded by mu
+	mu sync.Mutex
+	// The queued calls, one list per level index, oldest first; and when
+	// the queue was last empty (LIFO, CoDel). Guarded by mu.
+	q         [priority.Levels]waitList
+	lastEmpty time.Time
 
 	// Counters for Stats, touched only off the success path.
 	rejected, waited atomic.Uint64
@@ -164,9 +256,47 @@ func split(s uint64) (inflight, queued int64) { return int64(uint32(s)), int64(s
 // waiter is a call queued for a slot.
 type waiter struct {
 	weight     int64
-	ready      chan struct{} // closed when the waiter is admitted
-	admitted   bool          // guarded by Limiter.mu
+	level      int           // priority level index
+	ready      chan struct{} // closed when the waiter is admitted or evicted
+	state      waiterState   // guarded by Limiter.mu
 	prev, next *waiter       // guarded by Limiter.mu
+}
+
+type waiterState uint8
+
+const (
+	queued   waiterState = iota
+	admitted             // holds its weight
+	evicted              // shed to make room for a higher level
+)
+
+// waitList is a doubly linked list of waiters, oldest at head.
+type waitList struct {
+	head, tail *waiter
+}
+
+func (q *waitList) push(w *waiter) {
+	w.prev = q.tail
+	if q.tail != nil {
+		q.tail.next = w
+	} else {
+		q.head = w
+	}
+	q.tail = w
+}
+
+func (q *waitList) remove(w *waiter) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		q.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		q.tail = w.prev
+	}
+	w.prev, w.next = nil, nil
 }
 
 // New returns a Limiter that admits calls while the weight in flight stays
@@ -191,6 +321,38 @@ func New(cfg Config) (*Limiter, error) {
 		return nil, fmt.Errorf("backpressure: SoftLimit must not be negative, got %d", cfg.SoftLimit)
 	case cfg.SoftLimit >= cfg.Capacity:
 		return nil, fmt.Errorf("backpressure: SoftLimit must be below Capacity (%d), got %d", cfg.Capacity, cfg.SoftLimit)
+	case !cfg.Priorities && cfg.Shares != (priority.Shares{}):
+		return nil, fmt.Errorf("backpressure: Shares must be zero when Priorities is off, got %+v", cfg.Shares)
+	case cfg.Queue > CoDel:
+		return nil, fmt.Errorf("backpressure: Queue must be FIFO, LIFO or CoDel, got %v", cfg.Queue)
+	case cfg.Mode == Shed && cfg.Queue != FIFO:
+		return nil, fmt.Errorf("backpressure: Queue must be FIFO in Shed mode, got %v", cfg.Queue)
+	case cfg.Target < 0:
+		return nil, fmt.Errorf("backpressure: Target must not be negative, got %v", cfg.Target)
+	case cfg.Interval < 0:
+		return nil, fmt.Errorf("backpressure: Interval must not be negative, got %v", cfg.Interval)
+	case cfg.Queue != CoDel && cfg.Target != 0:
+		return nil, fmt.Errorf("backpressure: Target must be zero unless Queue is CoDel, got %v", cfg.Target)
+	case cfg.Queue == FIFO && cfg.Interval != 0:
+		return nil, fmt.Errorf("backpressure: Interval must be zero with Queue FIFO, got %v", cfg.Interval)
+	}
+	shares := priority.Shares{}
+	if cfg.Priorities {
+		var err error
+		if shares, err = cfg.Shares.Resolve("backpressure", "Shares"); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Queue != FIFO {
+		if cfg.Interval == 0 {
+			cfg.Interval = DefaultInterval
+		}
+		if cfg.Queue == CoDel && cfg.Target == 0 {
+			cfg.Target = min(DefaultTarget, cfg.Interval)
+		}
+		if cfg.Target > cfg.Interval {
+			return nil, fmt.Errorf("backpressure: Target (%v) must not exceed Interval (%v)", cfg.Target, cfg.Interval)
+		}
 	}
 	l := &Limiter{
 		capacity:  cfg.Capacity,
@@ -200,9 +362,19 @@ func New(cfg Config) (*Limiter, error) {
 		maxQueue:  int64(cfg.MaxQueue),
 		obs:       cfg.Observer,
 		name:      cfg.Name,
+		prio:      cfg.Priorities,
+		queue:     cfg.Queue,
+		target:    cfg.Target,
+		interval:  cfg.Interval,
 	}
 	if l.maxQueue == 0 {
 		l.maxQueue = l.capacity
+	}
+	for _, lv := range []priority.Level{priority.Sheddable, priority.Default, priority.Critical} {
+		l.limits[lv.Index()] = l.capacity
+		if cfg.Priorities {
+			l.limits[lv.Index()] = shares.Limit(lv, l.capacity)
+		}
 	}
 	return l, nil
 }
@@ -236,10 +408,12 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 
 // AcquireN admits one call of weight n, honouring the limiter's Mode: in
 // Shed mode it fails at once with [ErrShed] when n does not fit; in Wait
-// mode it queues, first in first out, and fails with ErrShed when MaxWait
-// passes or the queue is full, or with ctx.Err() when ctx ends first. A
-// context that has already ended fails with ctx.Err() even when capacity
-// is free. A weight below 1 or above the capacity fails at once with a
+// mode it queues, in the order of Config.Queue, and fails with ErrShed
+// when MaxWait passes, the queue is full or CoDel drops it, or with
+// ctx.Err() when ctx ends first. With Config.Priorities, n must fit
+// within the share of the call's level (see [Config]). A context that has
+// already ended fails with ctx.Err() even when capacity is free. A weight
+// below 1 or above what the call may ever take fails at once with a
 // *[WeightError]. On success, finish the returned Permit with
 // [Permit.Done].
 func (l *Limiter) AcquireN(ctx context.Context, n int64) (Permit, error) {
@@ -248,22 +422,31 @@ func (l *Limiter) AcquireN(ctx context.Context, n int64) (Permit, error) {
 	if err := ctx.Err(); err != nil {
 		return Permit{}, err
 	}
-	if n < 1 || n > l.capacity {
-		return Permit{}, l.reject(ctx, "weight", &WeightError{Weight: n, Capacity: l.capacity}, l.state.Load(), 0)
+	// With priorities off, every call may fill the whole capacity and
+	// no level is read from the context.
+	limit, level := l.capacity, priority.Default
+	if l.prio {
+		level = priority.From(ctx)
+		limit = l.limits[level.Index()]
 	}
-	if inflight, queued := split(l.state.Load()); n == 1 && l.softLimit == 0 && queued == 0 && inflight < l.capacity {
+	if n < 1 || n > limit {
+		return Permit{}, l.reject(ctx, "weight", &WeightError{Weight: n, Capacity: limit}, l.state.Load(), 0, level)
+	}
+	if inflight, queued := split(l.state.Load()); n == 1 && l.softLimit == 0 && queued == 0 && inflight < limit {
 		// There is room: one atomic add, which never fails, unlike a
 		// compare-and-swap that two CPUs make fail in turn. The call is
-		// admitted if its unit still fits and nobody waits. Otherwise
-		// (another call took the room meanwhile) the unit goes back as a
-		// release gives it back, admitting the waiters it may have held
-		// back, and the call is judged exactly below. A unit added and
-		// taken back never admits a call beyond the capacity; while it is
-		// there, a racing call may find the limiter full a moment early,
-		// as it would have had this call come first. A full limiter is
-		// not touched: a shed is one load. Not with a soft limit: the
-		// unit could cross it and back, and report both.
-		if inflight, queued := split(l.state.Add(1)); queued == 0 && inflight <= l.capacity {
+		// admitted if its unit still fits under its limit and nobody
+		// waits. Otherwise (another call took the room meanwhile) the
+		// unit goes back as a release gives it back, admitting the
+		// waiters it may have held back, and the call is judged exactly
+		// below. A unit added and taken back never admits a call beyond
+		// its limit: every admitted call saw a total, its own unit and
+		// every racing unit included, within its limit; while the unit
+		// is there, a racing call may find the limiter full a moment
+		// early, as it would have had this call come first. A full
+		// limiter is not touched: a shed is one load. Not with a soft
+		// limit: the unit could cross it and back, and report both.
+		if inflight, queued := split(l.state.Add(1)); queued == 0 && inflight <= limit {
 			return Permit{l, 1}, nil
 		}
 		l.release(1)
@@ -271,15 +454,15 @@ func (l *Limiter) AcquireN(ctx context.Context, n int64) (Permit, error) {
 	for {
 		s := l.state.Load()
 		inflight, queued := split(s)
-		if queued != 0 || inflight+n > l.capacity {
+		if queued != 0 || inflight+n > limit {
 			if l.mode == Shed {
-				return Permit{}, l.reject(ctx, "shed", ErrShed, s, 0)
+				return Permit{}, l.reject(ctx, "shed", ErrShed, s, 0, level)
 			}
-			return l.wait(ctx, n)
+			return l.wait(ctx, n, level, limit)
 		}
 		if l.state.CompareAndSwap(s, s+uint64(n)) {
 			if l.softLimit > 0 && inflight < l.softLimit && inflight+n >= l.softLimit {
-				l.announce(ctx, n, false, 0, inflight+n)
+				l.announce(ctx, n, false, 0, inflight+n, level)
 			}
 			return Permit{l, n}, nil
 		}
@@ -292,7 +475,7 @@ func (l *Limiter) AcquireN(ctx context.Context, n int64) (Permit, error) {
 // middleware.Emit), the weight goes back before the goroutine ends, so no
 // user code runs between an admission and the code that guarantees its
 // release.
-func (l *Limiter) announce(ctx context.Context, w int64, waited bool, wait time.Duration, inflight int64) {
+func (l *Limiter) announce(ctx context.Context, w int64, waited bool, wait time.Duration, inflight int64, level priority.Level) {
 	ok := false
 	defer func() {
 		if !ok {
@@ -303,7 +486,7 @@ func (l *Limiter) announce(ctx context.Context, w int64, waited bool, wait time.
 		l.waited.Add(1)
 		if l.obs != nil {
 			middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Waited, Concern: "backpressure", Name: l.name,
-				Wait: wait, InFlight: inflight})
+				Wait: wait, InFlight: inflight, Priority: level})
 		}
 	}
 	if l.softLimit > 0 {
@@ -369,131 +552,188 @@ func (l *Limiter) reportSoftState(ctx context.Context) {
 	}
 }
 
-// admitLocked admits waiters from the head of the queue while they fit. It
-// stops at the first that does not, so a heavy call is not starved by light
-// ones behind it.
+// admitLocked admits queued waiters while they fit: by level, highest
+// first, and within a level in the order of the discipline. It stops at
+// the first waiter that does not fit under its level's limit, so a heavy
+// call is not starved by light ones served after it. l.mu is held.
 func (l *Limiter) admitLocked() {
-	for h := l.head; h != nil; h = l.head {
+	lifo := false
+	if l.queue == LIFO {
+		// Standing: non-empty without a break for longer than Interval.
+		lifo = time.Since(l.lastEmpty) > l.interval
+	}
+	for i := priority.Levels - 1; i >= 0; i-- {
+		q := &l.q[i]
 		for {
-			s := l.state.Load()
-			inflight, _ := split(s)
-			if inflight+h.weight > l.capacity {
-				return
+			h := q.head
+			if lifo {
+				h = q.tail
 			}
-			if l.state.CompareAndSwap(s, s+uint64(h.weight)-oneWaiter) {
+			if h == nil {
 				break
 			}
+			for {
+				s := l.state.Load()
+				inflight, _ := split(s)
+				if inflight+h.weight > l.limits[i] {
+					return
+				}
+				if l.state.CompareAndSwap(s, s+uint64(h.weight)-oneWaiter) {
+					break
+				}
+			}
+			q.remove(h)
+			h.state = admitted
+			close(h.ready)
 		}
-		l.unlinkLocked(h)
-		h.admitted = true
-		close(h.ready)
 	}
 }
 
-func (l *Limiter) unlinkLocked(w *waiter) {
-	if w.prev != nil {
-		w.prev.next = w.next
-	} else {
-		l.head = w.next
+// waitersFrom reports whether any call of level index i or higher waits.
+// l.mu is held.
+func (l *Limiter) waitersFrom(i int) bool {
+	for ; i < priority.Levels; i++ {
+		if l.q[i].head != nil {
+			return true
+		}
 	}
-	if w.next != nil {
-		w.next.prev = w.prev
-	} else {
-		l.tail = w.prev
-	}
-	w.prev, w.next = nil, nil
+	return false
 }
 
-// wait queues a call of weight w (Wait mode) until it is admitted, its
-// context ends or MaxWait passes.
-func (l *Limiter) wait(ctx context.Context, w int64) (Permit, error) {
+// evictBelowLocked sheds the oldest waiter of the lowest level below
+// index i, if any waits, to make room in a full queue for a call of
+// level i. l.mu is held.
+func (l *Limiter) evictBelowLocked(i int) bool {
+	for j := range i {
+		if w := l.q[j].head; w != nil {
+			l.q[j].remove(w)
+			l.state.Add(^uint64(oneWaiter - 1)) // minus one waiter
+			w.state = evicted
+			close(w.ready)
+			return true
+		}
+	}
+	return false
+}
+
+// wait queues a call of weight w and level level (Wait mode) until it is
+// admitted, its context ends, MaxWait passes or CoDel drops it. limit is
+// what its level may fill.
+func (l *Limiter) wait(ctx context.Context, w int64, level priority.Level, limit int64) (Permit, error) {
+	idx := level.Index()
 	l.mu.Lock()
 	var s uint64
+	var queuedBefore int64
 	for {
 		s = l.state.Load()
 		inflight, queued := split(s)
-		if queued == 0 && inflight+w <= l.capacity {
-			// Capacity was freed since the fast path looked.
+		if inflight+w <= limit && !l.waitersFrom(idx) {
+			// Capacity was freed since the fast path looked, or only
+			// lower levels wait: they come after this call.
 			if l.state.CompareAndSwap(s, s+uint64(w)) {
 				l.mu.Unlock()
 				if l.softLimit > 0 && inflight < l.softLimit && inflight+w >= l.softLimit {
-					l.announce(ctx, w, false, 0, inflight+w)
+					l.announce(ctx, w, false, 0, inflight+w, level)
 				}
 				return Permit{l, w}, nil
 			}
 			continue
 		}
 		if queued >= l.maxQueue {
+			if l.prio && l.evictBelowLocked(idx) {
+				continue // a lower level's place is this call's now
+			}
 			l.mu.Unlock()
-			return Permit{}, l.reject(ctx, "shed", ErrShed, s, 0)
+			return Permit{}, l.reject(ctx, "shed", ErrShed, s, 0, level)
 		}
 		// Enqueue only from the state just judged full: a release in
 		// between fails the swap, and one after it sees the waiter.
 		if l.state.CompareAndSwap(s, s+oneWaiter) {
+			queuedBefore = queued
 			break
 		}
 	}
-	wt := &waiter{weight: w, ready: make(chan struct{}), prev: l.tail}
-	if l.tail != nil {
-		l.tail.next = wt
-	} else {
-		l.head = wt
+	start := time.Now()
+	// How long the call may wait, and what it is called when that passes.
+	maxWait, reason := l.maxWait, "shed"
+	if l.queue != FIFO {
+		standing := queuedBefore > 0 && start.Sub(l.lastEmpty) > l.interval
+		if queuedBefore == 0 {
+			l.lastEmpty = start // the queue was empty until now
+		}
+		if l.queue == CoDel {
+			d := l.interval
+			if standing {
+				d = l.target
+			}
+			if maxWait == 0 || d <= maxWait {
+				maxWait, reason = d, "codel"
+			}
+		}
 	}
-	l.tail = wt
+	wt := &waiter{weight: w, level: idx, ready: make(chan struct{})}
+	l.q[idx].push(wt)
 	l.mu.Unlock()
 
-	start := time.Now()
 	var timeout <-chan time.Time
-	if l.maxWait > 0 {
-		t := time.NewTimer(l.maxWait)
+	if maxWait > 0 {
+		t := time.NewTimer(maxWait)
 		defer t.Stop()
 		timeout = t.C
 	}
 	select {
 	case <-wt.ready:
 	case <-ctx.Done():
-		if l.leave(wt) {
+		if l.leave(wt) == admitted {
 			// Admitted as the context ended: the caller has gone, so the
 			// slot goes back.
 			l.release(w)
 		}
 		return Permit{}, ctx.Err()
 	case <-timeout:
-		if !l.leave(wt) {
-			return Permit{}, l.reject(ctx, "shed", ErrShed, l.state.Load(), time.Since(start))
+		switch l.leave(wt) {
+		case queued:
+			return Permit{}, l.reject(ctx, reason, ErrShed, l.state.Load(), time.Since(start), level)
+		case evicted:
+			return Permit{}, l.reject(ctx, "shed", ErrShed, l.state.Load(), time.Since(start), level)
 		}
 		// Admitted as the wait ran out: keep the slot.
 	}
+	if wt.state == evicted { // written before ready was closed
+		return Permit{}, l.reject(ctx, "shed", ErrShed, l.state.Load(), time.Since(start), level)
+	}
 	inflight, _ := split(l.state.Load())
-	l.announce(ctx, w, true, time.Since(start), inflight)
+	l.announce(ctx, w, true, time.Since(start), inflight, level)
 	return Permit{l, w}, nil
 }
 
-// leave takes a waiter that gave up out of the queue and reports whether it
-// had been admitted meanwhile, in which case it holds its slot. A waiter
-// leaving the head lets the waiters behind it in when they fit
-// (golang/sync#10).
-func (l *Limiter) leave(wt *waiter) (admitted bool) {
+// leave takes a waiter that gave up out of the queue and returns the state
+// it was in: admitted meanwhile (it holds its slot), evicted meanwhile (it
+// is out already), or queued (it is out now). A waiter leaving lets the
+// waiters after it in when they fit (golang/sync#10).
+func (l *Limiter) leave(wt *waiter) waiterState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if wt.admitted {
-		return true
+	if wt.state != queued {
+		return wt.state
 	}
-	l.unlinkLocked(wt)
+	l.q[wt.level].remove(wt)
 	l.state.Add(^uint64(oneWaiter - 1)) // minus one waiter
 	l.admitLocked()
-	return false
+	return queued
 }
 
 // reject counts a refused call, reports it and returns err. s is the state
 // the refusal was judged on; wait is how long the call queued.
-func (l *Limiter) reject(ctx context.Context, reason string, err error, s uint64, wait time.Duration) error {
+func (l *Limiter) reject(ctx context.Context, reason string, err error, s uint64, wait time.Duration, level priority.Level) error {
 	l.rejected.Add(1)
 	if l.obs != nil {
 		inflight, _ := split(s)
 		inflight = min(inflight, l.capacity) // without the units of racing calls about to give them back
+		// Limit is what the call's level may fill: the capacity, or its
+		// share of it with priorities.
 		middleware.Emit(ctx, l.obs, middleware.Event{Kind: middleware.Rejected, Concern: "backpressure", Name: l.name,
-			Reason: reason, InFlight: inflight, Limit: l.capacity, Wait: wait, Err: err})
+			Reason: reason, InFlight: inflight, Limit: l.limits[level.Index()], Wait: wait, Err: err, Priority: level})
 	}
 	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
+	"github.com/brace-go/brace/middleware/priority"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
@@ -106,6 +107,17 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"negative SoftLimit", backpressure.Config{Capacity: 4, SoftLimit: -1}, "backpressure: SoftLimit must not be negative, got -1"},
 		{"SoftLimit at capacity", backpressure.Config{Capacity: 4, SoftLimit: 4}, "backpressure: SoftLimit must be below Capacity (4), got 4"},
 		{"SoftLimit above capacity", backpressure.Config{Capacity: 4, SoftLimit: 9}, "backpressure: SoftLimit must be below Capacity (4), got 9"},
+		{"Shares without Priorities", backpressure.Config{Capacity: 4, Shares: priority.Shares{Sheddable: 0.2}}, "backpressure: Shares must be zero when Priorities is off, got {Sheddable:0.2 Default:0}"},
+		{"Shares out of range", backpressure.Config{Capacity: 4, Priorities: true, Shares: priority.Shares{Sheddable: 1.5}}, "backpressure: Shares.Sheddable must be in (0, 1], got 1.5"},
+		{"Shares out of order", backpressure.Config{Capacity: 4, Priorities: true, Shares: priority.Shares{Sheddable: 0.8, Default: 0.6}}, "backpressure: Shares.Sheddable (0.8) must not exceed Shares.Default (0.6)"},
+		{"unknown Queue", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, Queue: 9}, "backpressure: Queue must be FIFO, LIFO or CoDel, got Discipline(9)"},
+		{"Queue in shed mode", backpressure.Config{Capacity: 4, Queue: backpressure.LIFO}, "backpressure: Queue must be FIFO in Shed mode, got lifo"},
+		{"negative Target", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, Queue: backpressure.CoDel, Target: -1}, "backpressure: Target must not be negative, got -1ns"},
+		{"negative Interval", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, Queue: backpressure.LIFO, Interval: -1}, "backpressure: Interval must not be negative, got -1ns"},
+		{"Target without CoDel", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, Queue: backpressure.LIFO, Target: time.Millisecond}, "backpressure: Target must be zero unless Queue is CoDel, got 1ms"},
+		{"Interval with FIFO", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, Interval: time.Millisecond}, "backpressure: Interval must be zero with Queue FIFO, got 1ms"},
+		{"Target above Interval", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, Queue: backpressure.CoDel, Target: time.Second, Interval: 10 * time.Millisecond}, "backpressure: Target (1s) must not exceed Interval (10ms)"},
+		{"Target above default Interval", backpressure.Config{Capacity: 4, Mode: backpressure.Wait, Queue: backpressure.CoDel, Target: time.Second}, "backpressure: Target (1s) must not exceed Interval (100ms)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -895,6 +907,13 @@ func TestModeString(t *testing.T) {
 	}
 }
 
+func TestDisciplineString(t *testing.T) {
+	got := []string{backpressure.FIFO.String(), backpressure.LIFO.String(), backpressure.CoDel.String(), backpressure.Discipline(9).String()}
+	if diff := cmp.Diff([]string{"fifo", "lifo", "codel", "Discipline(9)"}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
 // The success paths allocate nothing, with or without an observer and a
 // soft limit that is not crossed; a shed allocates nothing with no
 // observer (issue 20: it used to allocate a 48-byte *ShedError).
@@ -913,6 +932,8 @@ func TestAllocs(t *testing.T) {
 		{"shed", backpressure.Config{}},
 		{"wait", backpressure.Config{Mode: backpressure.Wait, MaxWait: time.Second}},
 		{"soft limit", backpressure.Config{SoftLimit: 3, Observer: obs}},
+		{"priorities", backpressure.Config{Priorities: true}},
+		{"priorities wait", backpressure.Config{Priorities: true, Mode: backpressure.Wait, Queue: backpressure.CoDel}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.Capacity = 4

@@ -33,6 +33,8 @@ func BenchmarkAdmit(b *testing.B) {
 		{"mode=wait", backpressure.Config{Mode: backpressure.Wait}},
 		{"mode=shed/soft-limit", backpressure.Config{SoftLimit: 32}},
 		{"mode=shed/observer", backpressure.Config{Observer: middleware.ObserverFunc(func(context.Context, middleware.Event) {})}},
+		{"mode=shed/priorities", backpressure.Config{Priorities: true}},
+		{"mode=wait/priorities/codel", backpressure.Config{Priorities: true, Mode: backpressure.Wait, Queue: backpressure.CoDel}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			bc.cfg.Capacity = 64

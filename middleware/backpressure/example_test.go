@@ -8,6 +8,7 @@ import (
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // A limiter of capacity 1 in the default Shed mode: while one call runs, a
@@ -122,4 +123,61 @@ func ExampleLimiter_Acquire() {
 	// Output:
 	// while full: backpressure: shed
 	// in flight after Done: 0
+}
+
+// With Priorities, each call's level comes from its context, and a level
+// may fill only its share of the capacity, counted on everything in
+// flight: here, of 10, a sheddable call half, a default call 90%, a
+// critical call all of it. Sheddable work is refused first; critical work
+// takes what the others leave.
+func ExampleConfig_priorities() {
+	obs := middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+		if e.Kind == middleware.Rejected {
+			fmt.Printf("rejected %v call at %d in flight (its limit %d)\n", e.Priority, e.InFlight, e.Limit)
+		}
+	})
+	l, err := backpressure.New(backpressure.Config{Capacity: 10, Priorities: true, Observer: obs})
+	if err != nil {
+		panic(err)
+	}
+	batch := priority.With(context.Background(), priority.Sheddable)
+	user := priority.With(context.Background(), priority.Critical)
+
+	p, _ := l.AcquireN(batch, 5) // sheddable: up to 5 of 10
+	_, err = l.Acquire(batch)
+	fmt.Println("6th sheddable:", err)
+	q, err := l.AcquireN(user, 5) // critical: the rest
+	fmt.Println("critical:", err)
+	fmt.Printf("%+v\n", l.Stats())
+	p.Done(nil)
+	q.Done(nil)
+	// Output:
+	// rejected sheddable call at 5 in flight (its limit 5)
+	// 6th sheddable: backpressure: shed
+	// critical: <nil>
+	// {InFlight:10 Queued:0 Capacity:10 Rejected:1 Waited:0}
+}
+
+// A Wait-mode limiter with CoDel: while the queue comes and goes a call
+// may wait Interval; once it has stood for longer than Interval, a call
+// waits at most Target and is then dropped (Reason "codel"), so a standing
+// queue drains instead of serving callers who have gone.
+func ExampleConfig_codel() {
+	obs := middleware.ObserverFunc(func(_ context.Context, e middleware.Event) {
+		if e.Kind == middleware.Rejected {
+			fmt.Printf("%s after at least 20ms: %v\n", e.Reason, e.Wait >= 20*time.Millisecond)
+		}
+	})
+	l, err := backpressure.New(backpressure.Config{Capacity: 1, Mode: backpressure.Wait, MaxQueue: 100,
+		Queue: backpressure.CoDel, Target: time.Millisecond, Interval: 20 * time.Millisecond, Observer: obs})
+	if err != nil {
+		panic(err)
+	}
+	p, _ := l.Acquire(context.Background()) // the only slot, held throughout
+	defer p.Done(nil)
+	_, err = l.Acquire(context.Background()) // the queue was empty: waits Interval
+	fmt.Println(err, errors.Is(err, backpressure.ErrShed))
+	// Output:
+	// codel after at least 20ms: true
+	// backpressure: shed true
 }

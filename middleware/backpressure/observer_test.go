@@ -13,6 +13,7 @@ import (
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
+	"github.com/brace-go/brace/middleware/priority"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -180,3 +181,82 @@ func TestReentrantObserver(t *testing.T) {
 		}
 	})
 }
+
+// Priorities and queue disciplines: an observer that panics at an
+// eviction, a CoDel drop and a prioritised wait, or that calls back into
+// the limiter from them, loses no slot, leaves no waiter counted and
+// deadlocks nothing.
+func TestObserverPrioritiesAndCoDel(t *testing.T) {
+	quietPanics(t)
+	for _, name := range []string{"panicking", "reentrant"} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var l *backpressure.Limiter
+				var mu sync.Mutex
+				var reasons []string
+				obs := middleware.ObserverFunc(func(ctx context.Context, e middleware.Event) {
+					mu.Lock()
+					reasons = append(reasons, e.Kind.String()+" "+e.Reason)
+					mu.Unlock()
+					if name == "panicking" {
+						panic("observer")
+					}
+					_ = l.Stats()
+					if ctx.Value(inObserver{}) != nil {
+						return // its own call was refused: do not recurse
+					}
+					// A call of its own, which is shed or queued behind
+					// the one being reported: bound its wait.
+					actx, cancel := context.WithTimeout(context.WithValue(priority.With(ctx, priority.Sheddable), inObserver{}, true), time.Millisecond)
+					defer cancel()
+					if p, err := l.Acquire(actx); err == nil {
+						p.Done(nil)
+					}
+				})
+				l = mustNew(t, backpressure.Config{Capacity: 1, Mode: backpressure.Wait, MaxQueue: 1, Priorities: true,
+					Queue: backpressure.CoDel, Target: time.Millisecond, Interval: 10 * time.Millisecond, Observer: obs})
+				p, err := l.Acquire(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				shed := make(chan error, 1)
+				go func() {
+					_, err := l.Acquire(priority.With(context.Background(), priority.Sheddable))
+					shed <- err
+				}()
+				synctest.Wait()
+				crit := make(chan error, 1)
+				go func() { // evicts the sheddable waiter, then is dropped by CoDel after 10ms
+					_, err := l.Acquire(priority.With(context.Background(), priority.Critical))
+					crit <- err
+				}()
+				if err := <-shed; err != backpressure.ErrShed {
+					t.Fatalf("evicted waiter: %v, want ErrShed", err)
+				}
+				if err := <-crit; err != backpressure.ErrShed {
+					t.Fatalf("dropped waiter: %v, want ErrShed", err)
+				}
+				p.Done(nil)
+				q, err := l.Acquire(priority.With(context.Background(), priority.Critical))
+				if err != nil {
+					t.Fatalf("the capacity can no longer be taken: %v", err)
+				}
+				q.Done(nil)
+				if st := l.Stats(); st.InFlight != 0 || st.Queued != 0 {
+					t.Errorf("Stats() = %+v, want nothing in flight or queued", st)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				want := []string{"rejected shed", "rejected codel"}
+				if name == "reentrant" { // and the observer's own calls, shed at the full queue
+					want = []string{"rejected shed", "rejected shed", "rejected codel"}
+				}
+				if diff := cmp.Diff(want, reasons); diff != "" {
+					t.Errorf("events (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+type inObserver struct{}

@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -31,7 +32,27 @@ func stages(tb testing.TB) map[string]middleware.Stage[int, int] {
 		"Consecutive": middleware.Apply(ok, breaker.Middleware[int, int](mustNewTB(tb, breaker.Config{}))),
 		"Rate":        middleware.Apply(ok, breaker.Middleware[int, int](mustNewTB(tb, breaker.Config{FailureRate: 0.5}))),
 		"Open":        middleware.Apply(ok, breaker.Middleware[int, int](opened(tb))),
+		"Keyed":       middleware.Apply(ok, breaker.Keyed[int, int](mustNewTB(tb, breaker.Config{}), intKey)),
+		"KeyedRate":   middleware.Apply(ok, breaker.Keyed[int, int](mustNewTB(tb, breaker.Config{FailureRate: 0.5}), intKey)),
+		"KeyedOpen":   keyedOpen(tb),
 	}
+}
+
+// intKey is the key of the keyed benchmarks: one of 64 keys.
+func intKey(i int) string { return keyNames[i&63] }
+
+var keyNames = func() (k [64]string) {
+	for i := range k {
+		k[i] = "key" + string(rune('0'+i/10)) + string(rune('0'+i%10))
+	}
+	return k
+}()
+
+// keyedOpen returns a keyed stage whose key 0 is open.
+func keyedOpen(tb testing.TB) middleware.Stage[int, int] {
+	b := mustNewTB(tb, breaker.Config{Threshold: 1})
+	middleware.Apply(fail, breaker.Keyed[int, int](b, intKey))(context.Background(), 0)
+	return middleware.Apply(ok, breaker.Keyed[int, int](b, intKey))
 }
 
 func TestAllocs(t *testing.T) {
@@ -91,7 +112,7 @@ func BenchmarkBreaker(b *testing.B) {
 			clockSink = time.Since(base)
 		}
 	})
-	for _, name := range []string{"Direct", "Consecutive", "Rate", "Open"} {
+	for _, name := range []string{"Direct", "Consecutive", "Rate", "Open", "Keyed", "KeyedRate", "KeyedOpen"} {
 		s := stages(b)[name]
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -104,6 +125,28 @@ func BenchmarkBreaker(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					s(ctx, 0)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkKeyedSpread: parallel successes spread over n known keys, each
+// goroutine walking through them.
+func BenchmarkKeyedSpread(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{4, 64} {
+		b.Run(fmt.Sprint("keys=", n), func(b *testing.B) {
+			s := middleware.Apply(ok, breaker.Keyed[int, int](mustNewTB(b, breaker.Config{}), intKey))
+			for i := range n {
+				s(ctx, i)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					s(ctx, i)
+					i = (i + 1) & (n - 1) // n is a power of two
 				}
 			})
 		})

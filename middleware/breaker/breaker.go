@@ -89,6 +89,16 @@ type Config struct {
 	// a store error before trying the store again, and the time bound of a
 	// background refresh started by [Breaker.State]. Default 1s.
 	StoreSync time.Duration
+	// MaxKeys bounds the table of per-key breakers of [Keyed]: a new key
+	// beyond it evicts the least recently used key with no call in flight
+	// (a closed one if there is one). Default 1024; negative is an error.
+	MaxKeys int
+	// KeyIdle is how long a key of [Keyed] may go without calls before it
+	// is forgotten (unless it has a call in flight, is open before its
+	// open time ends, or is forced): it comes back as a new, closed
+	// breaker. Keys are forgotten lazily, never in the background.
+	// Default 10m; negative is an error.
+	KeyIdle time.Duration
 }
 
 // DefaultClassify is the classifier used when Config.Classify is nil: nil
@@ -176,7 +186,8 @@ type Breaker struct {
 	// fast: what view.fast is in Closed state.
 	fast  uint8
 	delay func(error) time.Duration
-	sh    *shared // nil without a Store
+	sh    *shared   // nil without a Store
+	keys  *keyTable // the breakers of Keyed, by key
 
 	mu          sync.Mutex
 	m           machine // without a store: the state; with one: the view and the fallback
@@ -279,6 +290,7 @@ func New(cfg Config) (*Breaker, error) {
 			b.fast = fastRate
 		}
 	}
+	b.keys = newKeyTable(b, &cfg)
 	b.view.Store(&view{state: Closed, gen: 1, fast: b.fast})
 	return b, nil
 }
@@ -327,6 +339,10 @@ func (c *Config) policy() (Policy, error) {
 		return fail("ProbeTimeout must be positive, got %v", c.ProbeTimeout)
 	case c.StoreSync < 0:
 		return fail("StoreSync must be positive, got %v", c.StoreSync)
+	case c.MaxKeys < 0:
+		return fail("MaxKeys must be at least 1, got %d", c.MaxKeys)
+	case c.KeyIdle < 0:
+		return fail("KeyIdle must be positive, got %v", c.KeyIdle)
 	}
 	if p.FailureRate == 0 && p.Threshold == 0 {
 		p.Threshold = 5
@@ -618,6 +634,15 @@ type Stats struct {
 	Rejected uint64
 	// StoreFailures counts Store errors (StoreFailed events).
 	StoreFailures uint64
+	// Keys is the number of keys in the table of [Keyed] breakers,
+	// including idle ones not forgotten yet (see [Breaker.Key]).
+	Keys int
+	// KeysEvicted counts keys removed from a full table to make room for
+	// a new one; KeysForgotten, keys forgotten after Config.KeyIdle.
+	KeysEvicted, KeysForgotten uint64
+	// KeysFull counts calls refused with [ErrTooManyKeys] (Rejected events
+	// with Reason "keys").
+	KeysFull uint64
 }
 
 // Stats returns the breaker's state and counts. It has no side effects
@@ -639,6 +664,7 @@ func (b *Breaker) Stats() Stats {
 	if b.sh != nil {
 		s.StoreFailures = b.sh.failures.Load()
 	}
+	b.keys.keyStats(&s)
 	return s
 }
 

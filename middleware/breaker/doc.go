@@ -64,11 +64,14 @@
 // spells them, Failures counted in the generation that ended, Err the
 // failure that opened it, Reason "adopted" for a change made by another
 // breaker and read from the Store), every rejection (Rejected: Reason
-// "open", Delay the retry-after, Err the *OpenError) and every store error
-// (StoreFailed). State changes are delivered in the order they happened,
+// "open", Delay the retry-after, Err the *OpenError; Reason "too many
+// keys" and Err [ErrTooManyKeys] for a [Keyed] call refused by a full
+// table) and every store error (StoreFailed). A key's breaker emits under
+// the name Name + "/" + key. State changes are delivered in the order they happened,
 // outside any lock; an observer may call back into the breaker.
 // [Breaker.Stats] returns the state, the counts, and the numbers of
-// transitions, rejections and store failures, without side effects.
+// transitions, rejections and store failures, and of keys in, evicted
+// from and forgotten by the table of [Keyed], without side effects.
 //
 // # Shared state
 //
@@ -84,6 +87,24 @@
 // when its view is older than StoreSync it starts one background refresh
 // (a goroutine bounded by StoreSync) and returns the view it has. The
 // [Store] contract is in docs/breaker.md.
+//
+// # Per-key breakers
+//
+// [Keyed] guards each call with the breaker of its key — a host, a
+// provider, a tenant — computed by a function of the input: one key
+// opening affects no other. Each key's breaker has the Config of the
+// breaker it is built from, is named Name + "/" + key in its errors and
+// events, and reports to the same Observer. The table of keys belongs to
+// that breaker and is apart from its own state. It holds at most
+// Config.MaxKeys keys (1024): a new key evicts the least recently used key
+// with no call in flight, a closed one before an open one; when every key
+// has a call in flight the call is refused with [ErrTooManyKeys]. A key
+// unused for Config.KeyIdle (10m) is forgotten unless it is open or
+// forced. Nothing runs in the background: keys are forgotten when a new
+// key arrives or when their own next call finds them idle. [Breaker.Key]
+// returns a key's breaker, to observe or force it. With a Store, the
+// Store must be a [KeyedStore], and each key keeps its state in
+// Store.Key(key).
 //
 // # Zero value and concurrency
 //
@@ -108,7 +129,10 @@
 // a timer armed when the breaker opened sets the flag shortly before the
 // open time ends; from then on each call reads the clock, so the move to
 // half-open is exact. Slow-call measurement reads the clock twice per
-// call. Failures and state changes take a mutex. With a Store, every
+// call. Through [Keyed], a call also finds its key in a lock-free map (a
+// hash of the key) and adds one to, then takes one from, the key's count
+// of calls in flight (two atomic adds, striped like the rejection count);
+// a new key takes a mutex and builds a breaker. Failures and state changes take a mutex. With a Store, every
 // admission reads the clock (to know whether its view of the store is
 // fresh) and no round trip is made while it is. docs/performance.md has
 // the measurements.

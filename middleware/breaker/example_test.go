@@ -127,5 +127,61 @@ func ExampleMiddleware() {
 	// Output:
 	// inventory down
 	// breaker: "inventory" is open
-	// {State:open Counts:{Successes:0 Failures:0 Slow:0 ConsecutiveFailures:0 Probes:0 ProbeSuccesses:0} Transitions:1 Rejected:1 StoreFailures:0}
+	// {State:open Counts:{Successes:0 Failures:0 Slow:0 ConsecutiveFailures:0 Probes:0 ProbeSuccesses:0} Transitions:1 Rejected:1 StoreFailures:0 Keys:0 KeysEvicted:0 KeysForgotten:0 KeysFull:0}
+}
+
+// One breaker per provider: a provider that fails opens its own breaker,
+// and the others go on.
+func ExampleKeyed() {
+	b, err := breaker.New(breaker.Config{Name: "llm", Threshold: 2, MaxKeys: 100, KeyIdle: 10 * time.Minute})
+	if err != nil {
+		panic(err)
+	}
+	type prompt struct{ provider, text string }
+	complete := middleware.Apply(func(_ context.Context, p prompt) (string, error) {
+		if p.provider == "flaky" {
+			return "", errors.New("503")
+		}
+		return p.provider + ": ok", nil
+	}, breaker.Keyed[prompt, string](b, func(p prompt) string { return p.provider }))
+
+	ctx := context.Background()
+	for range 3 {
+		_, err := complete(ctx, prompt{"flaky", "hi"})
+		fmt.Println(err)
+	}
+	fmt.Println(complete(ctx, prompt{"steady", "hi"}))
+	flaky, _ := b.Key("flaky")
+	fmt.Println(flaky.State(), b.Stats().Keys)
+	// Output:
+	// 503
+	// 503
+	// breaker: "llm/flaky" is open
+	// steady: ok <nil>
+	// open 2
+}
+
+// Per-key breakers shared between processes: each key's state is kept in
+// the store's Key(key).
+func ExampleKeyedStore() {
+	store := breaker.NewMemoryStore() // a KeyedStore; redisstore's is another
+	cfg := breaker.Config{Name: "hosts", Threshold: 1, Store: store}
+	b1, _ := breaker.New(cfg) // process 1
+	b2, _ := breaker.New(cfg) // process 2
+	get := func(b *breaker.Breaker) middleware.Stage[string, string] {
+		return middleware.Apply(func(_ context.Context, host string) (string, error) {
+			if host == "down.example" {
+				return "", errors.New("connection refused")
+			}
+			return "200 from " + host, nil
+		}, breaker.Keyed[string, string](b, func(host string) string { return host }))
+	}
+	ctx := context.Background()
+	get(b1)(ctx, "down.example") // process 1 opens the host's breaker in the store
+	_, err := get(b2)(ctx, "down.example")
+	fmt.Println(err)
+	fmt.Println(get(b2)(ctx, "up.example"))
+	// Output:
+	// breaker: "hosts/down.example" is open
+	// 200 from up.example <nil>
 }

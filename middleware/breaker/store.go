@@ -42,16 +42,50 @@ type Store interface {
 	Update(ctx context.Context, op Op) (Snapshot, error)
 }
 
+// KeyedStore is a [Store] that also holds the state of per-key breakers
+// ([Keyed]): Key returns the store of one key, the same state for the same
+// key in every process that uses the store. The breaker of that key calls
+// Bind on it with the Keyed breaker's policy, then Update, as for any
+// Store. Key is called outside any lock, before the first Update of a
+// key's breaker (again after the key was forgotten and comes back). An
+// error from Key, or from Bind on the store it returned, is a store error
+// of that key's breaker: it is reported as a StoreFailed event, the
+// breaker uses its local state, and Key is asked again StoreSync later.
+// Key must accept any string, the empty one too.
+type KeyedStore interface {
+	Store
+	Key(key string) (Store, error)
+}
+
 // MemoryStore is a [Store] in process memory, for breakers in one process
 // that must share state, and the reference implementation of the Store
-// contract. Its zero value is not usable; call [NewMemoryStore].
+// contract. It is a [KeyedStore]: the store of each key is a MemoryStore
+// of its own, kept as long as the MemoryStore. Its zero value is not
+// usable; call [NewMemoryStore].
 type MemoryStore struct {
 	mu     sync.Mutex
 	base   time.Time
 	m      machine
 	policy Policy
 	bound  bool
-	seq    uint64 // Snapshot.Seq: one more on every Update
+	seq    uint64                  // Snapshot.Seq: one more on every Update
+	keys   map[string]*MemoryStore // Key's stores
+}
+
+// Key implements [KeyedStore]: it returns the store of key, created empty
+// on first use and the same one afterwards. It never fails.
+func (s *MemoryStore) Key(key string) (Store, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[key]
+	if !ok {
+		if s.keys == nil {
+			s.keys = make(map[string]*MemoryStore)
+		}
+		k = NewMemoryStore()
+		s.keys[key] = k
+	}
+	return k, nil
 }
 
 // NewMemoryStore returns an empty store: the first breaker that uses it

@@ -64,9 +64,45 @@
 // testing/synctest the budget follows the bubble's fake clock (build it
 // inside the bubble).
 //
+// # A budget shared by a fleet
+//
+// With Config.Store set (redisstore.NewBudgetStore for Redis), every
+// process's budget draws from one window of the whole fleet's calls and
+// extra attempts, so that during an outage the fleet's retries stay within
+// Ratio × the fleet's calls + MinPerSecond × Window; the reserve is then
+// the fleet's, not each process's:
+//
+//	store, err := redisstore.NewBudgetStore(redisstore.BudgetStoreConfig{Client: rdb, Name: "payments"})
+//	b, err := budget.New(budget.Config{Name: "payments", Ratio: 0.1, Store: store})
+//
+// A call that makes no extra attempt sends nothing: Deposit counts the
+// call locally and returns. The deposits not yet sent travel in batches:
+// with each Acquire (which needs the store anyway: one round trip that
+// carries the batch and takes the token), and in a background flush that
+// a Deposit starts when the batch's oldest deposit is FlushAfter old
+// (Window/10 by default; at most one flush in flight per budget, bounded
+// by the store's timeout; none started at construction; the Deposit never
+// waits for it). A batch is counted from its oldest deposit's time, so
+// batching never makes a call count for longer than it would locally; it
+// can only delay a call's deposit reaching the fleet (by at most
+// FlushAfter while calls keep coming), which errs toward fewer extra
+// attempts.
+//
+// When the store fails (down, slow beyond its timeout, a corrupt value),
+// Acquire decides from the local window, this process's own calls and
+// extra attempts under its own Ratio and reserve, and reports a
+// [middleware.StoreFailed] event; the batch of that operation is dropped,
+// never sent twice. The local window is kept whether or not the store is
+// used, so the fallback is exact for the process. See docs/budget.md,
+// "Shared budget", for the protocol and the bounds.
+//
 // # Concurrency and cost
 //
 // A Budget is safe for concurrent use. Deposit and Acquire each read the
-// clock once and hold a mutex briefly; a refusal adds one atomic add.
-// None of them allocates.
+// clock once and hold a mutex briefly; the window's totals are kept as
+// it slides, so neither sums its buckets, and a refusal is counted under
+// the same lock (a refusal by a Store adds one atomic add). None of them
+// allocates. With a Store, Deposit also adds to the batch
+// under the same lock (and, once per FlushAfter, starts the flush
+// goroutine); Acquire is one store operation.
 package budget

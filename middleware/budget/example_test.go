@@ -44,5 +44,5 @@ func ExampleBudget_Acquire() {
 	// Output:
 	// retry 1: allowed
 	// retry 2: budget: exhausted, no token for an extra attempt
-	// {Rejected:1 Available:0}
+	// {Rejected:1 Available:0 StoreFailures:0}
 }

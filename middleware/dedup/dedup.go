@@ -84,11 +84,10 @@ type Group struct {
 	obs         middleware.Observer
 
 	rejected atomic.Uint64
-	inFlight atomic.Int64
 
-	// Joins and cache hits are counted by each table under the mutex it
-	// holds anyway, so that a cache hit touches no shared counter; Stats
-	// adds them up.
+	// Joins, cache hits and running calls are counted by each table under
+	// the mutex it holds anyway, so that no call touches a shared counter;
+	// Stats adds them up.
 	coresMu sync.Mutex
 	cores   []*tableCore // one per table built, kept for Stats (a few words each)
 
@@ -126,9 +125,10 @@ func (g *Group) Stats() Stats {
 	g.coresMu.Lock()
 	cores := g.cores
 	g.coresMu.Unlock()
-	st := Stats{Rejected: g.rejected.Load(), InFlight: g.inFlight.Load()}
+	st := Stats{Rejected: g.rejected.Load()}
 	for _, c := range cores {
 		c.mu.Lock()
+		st.InFlight += c.inFlight
 		st.Joined += c.joined
 		st.CacheHits += c.cacheHits
 		st.CacheEntries += int64(c.cacheEntries)
@@ -210,6 +210,7 @@ type tableCore struct {
 	joined       uint64 // guarded by mu
 	cacheHits    uint64 // guarded by mu
 	cacheEntries int    // guarded by mu
+	inFlight     int64  // shared calls running, guarded by mu
 }
 
 // table is the state of one decorated stage.
@@ -221,6 +222,11 @@ type table[In, Out any, K comparable] struct {
 
 	flights map[K]*flight[Out] // running shared calls, guarded by mu
 	cache   *cache[K, Out]     // nil without TTL, guarded by mu
+
+	// free holds flights whose leader got the result and that no other
+	// caller ever joined, for the next call to reuse (with their lead
+	// channel).
+	free sync.Pool
 }
 
 // size returns the number of running calls and cached results (tests).
@@ -236,11 +242,18 @@ func (t *table[In, Out, K]) size() int {
 
 // flight is one shared call.
 type flight[Out any] struct {
-	done   chan struct{} // closed when the result fields are set
-	cancel context.CancelFunc
+	// lead gets one value when the result fields are set: the leader (the
+	// caller that started the call) waits on it. It has room for the
+	// value, so the shared call never blocks on a leader that has left.
+	lead chan struct{}
+	// done is closed when the result fields are set, for the callers that
+	// joined. It is made by the first one (guarded by table.mu), so a call
+	// that nobody joins makes no channel.
+	done   chan struct{}
+	cancel context.CancelFunc // nil when no caller can leave early
 
-	// Set by the shared call's goroutine before done is closed; read by
-	// callers after it is.
+	// Set by the shared call's goroutine before lead gets its value and
+	// done is closed; read by callers after.
 	out      Out
 	err      error
 	panicked error // a *sharedPanic around the *middleware.PanicError
@@ -279,34 +292,65 @@ func (t *table[In, Out, K]) call(ctx context.Context, in In) (Out, error) {
 	}
 	f := t.flights[k]
 	if f != nil {
+		if f.done == nil {
+			f.done = make(chan struct{})
+		}
 		f.waiters++
 		t.joined++
 		t.mu.Unlock()
 		if t.g.obs != nil {
 			t.g.emitJoined(ctx, "")
 		}
-	} else {
-		// The shared call must outlive this caller if others join it, so
-		// it runs detached from this caller's cancellation and is
-		// cancelled by the last caller to leave.
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		f = &flight[Out]{done: make(chan struct{}), cancel: cancel, waiters: 1}
-		t.flights[k] = f
-		t.mu.Unlock()
-		t.g.inFlight.Add(1)
-		go t.run(fctx, k, in, f)
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			t.leave(k, f)
+			return zero, ctx.Err()
+		}
+		if f.panicked != nil {
+			panic(f.panicked)
+		}
+		return f.out, f.err
 	}
 
+	f, _ = t.free.Get().(*flight[Out])
+	if f == nil {
+		f = &flight[Out]{lead: make(chan struct{}, 1)}
+	}
+	f.waiters = 1
+	t.flights[k] = f
+	t.inFlight++
+	t.mu.Unlock()
+	// The shared call must outlive this caller if others join it, so it
+	// runs detached from this caller's cancellation and is cancelled by
+	// the last caller to leave. A caller whose context can never end
+	// (Done returns nil, as for context.Background) never leaves, so the
+	// call needs no context of its own.
+	fctx := ctx
+	if ctx.Done() != nil {
+		fctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	}
+	go t.run(fctx, k, in, f)
+
 	select {
-	case <-f.done:
+	case <-f.lead:
 	case <-ctx.Done():
-		t.leave(k, f)
+		t.leave(k, f) // f is not reused: the shared call still sends to lead
 		return zero, ctx.Err()
 	}
-	if f.panicked != nil {
-		panic(f.panicked)
+	out, err, panicked := f.out, f.err, f.panicked
+	// The shared call has finished with f (lead's value is the last thing
+	// it does), and no caller joined (done is nil; none can join a
+	// finished call): f may be reused.
+	if f.done == nil {
+		var z Out
+		f.out, f.err, f.panicked, f.cancel, f.abandoned = z, nil, nil, nil, false
+		t.free.Put(f)
 	}
-	return f.out, f.err
+	if panicked != nil {
+		panic(panicked)
+	}
+	return out, err
 }
 
 func (g *Group) emitJoined(ctx context.Context, reason string) {
@@ -334,7 +378,7 @@ func (t *table[In, Out, K]) leave(k K, f *flight[Out]) {
 		}
 	}
 	t.mu.Unlock()
-	if last {
+	if last && f.cancel != nil {
 		f.cancel()
 	}
 }
@@ -354,11 +398,15 @@ func (t *table[In, Out, K]) run(ctx context.Context, k K, in In, f *flight[Out])
 				f.err = ErrGoexit
 			}
 		}
+		cancel := f.cancel
 		t.finish(k, f, returned)
 		// Here rather than in finish, whose frame would otherwise be on
 		// the stack too: the shared call's goroutine starts with a small
 		// stack, and cancelling a context goes deep.
-		f.cancel()
+		if cancel != nil {
+			cancel()
+		}
+		f.lead <- struct{}{} // the last use of f: the leader may reuse it
 	}()
 	f.out, f.err = t.next(ctx, in)
 	returned = true
@@ -374,9 +422,11 @@ func (t *table[In, Out, K]) finish(k K, f *flight[Out], returned bool) {
 	if t.cache != nil && returned && !f.abandoned && (f.err == nil || t.g.cacheErrors) {
 		t.cache.put(k, f.out, f.err, time.Now())
 	}
-	close(f.done)
+	if f.done != nil {
+		close(f.done)
+	}
+	t.inFlight--
 	t.mu.Unlock()
-	t.g.inFlight.Add(-1)
 }
 
 // sharedPanic is what every caller of a shared call that panicked panics

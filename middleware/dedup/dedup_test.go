@@ -1110,6 +1110,97 @@ func TestAllocs(t *testing.T) {
 	})
 }
 
+// TestLeadingCallAllocs: a call that starts a shared call nobody joins
+// reuses the previous one's record and channel: it allocates only the
+// goroutine's start, plus the shared call's own context when the caller's
+// can end (singleflight.DoChan allocates six times).
+func TestLeadingCallAllocs(t *testing.T) {
+	if testenv.RaceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		max  float64
+	}{
+		{"context that cannot end", context.Background(), 1},
+		{"cancellable context", cctx, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := build(t, dedup.Config{}, func(_ context.Context, k string) (string, error) { return k, nil })
+			s(tc.ctx, "k")
+			n := testing.AllocsPerRun(1000, func() { s(tc.ctx, "k") })
+			t.Logf("%v allocs per leading call", n)
+			if n > tc.max {
+				t.Errorf("%v allocs per leading call, want at most %v", n, tc.max)
+			}
+		})
+	}
+}
+
+// TestReusedCallRecordsDoNotMix: the record of a call nobody joined is
+// reused by the next; under heavy concurrency, with callers that join,
+// leave early and panic, every caller gets its own key's result, and no
+// leader gets a result meant for another call (each run's result carries
+// a number the caller checks against its key).
+func TestReusedCallRecordsDoNotMix(t *testing.T) {
+	quiet(t)
+	var runs atomic.Int64
+	g := mustNew(t, dedup.Config{})
+	s := middleware.Apply(func(ctx context.Context, k int) (int, error) {
+		runs.Add(1)
+		if k%17 == 0 {
+			panic(k)
+		}
+		if k%5 == 0 {
+			runtime.Gosched()
+		}
+		return k * 1000, nil
+	}, dedup.Middleware[int, int](g, func(k int) int { return k }))
+	callers, perCaller := 16, 2000
+	if testenv.RaceEnabled {
+		perCaller = 300
+	}
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for c := range callers {
+		wg.Go(func() {
+			for i := range perCaller {
+				k := (c*perCaller + i) % 40
+				ctx := context.Background()
+				var cancel context.CancelFunc = func() {}
+				if i%3 == 0 {
+					ctx, cancel = context.WithCancel(ctx)
+					if i%9 == 0 {
+						go cancel() // may leave before the result
+					}
+				}
+				func() {
+					defer func() {
+						if v := recover(); v != nil && k%17 != 0 {
+							bad.Add(1)
+							t.Errorf("key %d panicked: %v", k, v)
+						}
+					}()
+					out, err := s(ctx, k)
+					if err == nil && out != k*1000 {
+						bad.Add(1)
+						t.Errorf("key %d got %d", k, out)
+					}
+					if err != nil && !errors.Is(err, context.Canceled) {
+						t.Errorf("key %d: %v", k, err)
+					}
+				}()
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d calls, %d runs, %d joins", callers*perCaller, runs.Load(), g.Stats().Joined)
+}
+
 // quiet discards slog.Default's output (where recovered observer panics
 // are reported) for the test.
 func quiet(t *testing.T) {

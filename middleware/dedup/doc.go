@@ -102,12 +102,17 @@
 //
 // # Cost
 //
-// A call that starts a shared call pays for a goroutine, two contexts and
-// a channel, as singleflight.DoChan does, and one atomic add. A call that
-// joins one pays for the mutex. A cache hit reads the clock, takes the
-// mutex and allocates nothing: joins and cache hits are counted under the
-// mutex, so neither touches a shared counter. A refused NaN key costs one
-// atomic add and allocates nothing. [Group.Stats] takes each stage's
-// mutex in turn; the Group keeps a few words per decorated stage for it,
-// so build chains once, not per call.
+// A call that starts a shared call pays for the mutex and a goroutine, as
+// singleflight.DoChan does; its record and the channel it waits on are
+// reused by the next call when nobody joined it, and the shared call's own
+// context (two contexts) is made only when the caller's context can end
+// (its Done is not nil: a caller with context.Background can never leave,
+// so the call needs no context of its own). Running calls are counted
+// under the mutex, so no call touches a shared counter. A call that joins
+// one pays for the mutex, and the first to join a call for a channel. A
+// cache hit reads the clock, takes the mutex and allocates nothing: joins
+// and cache hits are counted under the mutex, so neither touches a shared
+// counter. A refused NaN key costs one atomic add and allocates nothing.
+// [Group.Stats] takes each stage's mutex in turn; the Group keeps a few
+// words per decorated stage for it, so build chains once, not per call.
 package dedup

@@ -6,11 +6,13 @@ import (
 
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/grpcx"
+	"github.com/brace-go/brace/middleware/throttle"
 )
 
 // grpcRetryPolicy is grpc-go's own retry (gRFC A6) through the service
@@ -88,7 +90,12 @@ func TestAllocs(t *testing.T) {
 	srv, _ := grpcx.NewServer(grpcx.ServerConfig{Guards: func(string) grpcx.Guards { return grpcx.Guards{Breaker: br, Backpressure: bp} }})
 	refusedClient, _ := grpcx.NewClient(grpcx.ClientConfig{Guards: func(string) grpcx.Guards { return grpcx.Guards{Backpressure: full} }})
 	refusedServer, _ := grpcx.NewServer(grpcx.ServerConfig{Guards: func(string) grpcx.Guards { return grpcx.Guards{Backpressure: full} }})
+	th, _ := throttle.New(throttle.Config{})
+	throttled, _ := grpcx.NewClient(grpcx.ClientConfig{Guards: func(string) grpcx.Guards { return grpcx.Guards{Breaker: br, Throttle: th} }})
+	sending, _ := grpcx.NewClient(grpcx.ClientConfig{SendPriority: true})
+	trusting, _ := grpcx.NewServer(grpcx.ServerConfig{TrustPriority: grpcx.TrustAll, Guards: func(string) grpcx.Guards { return grpcx.Guards{Breaker: br, Backpressure: bp} }})
 	ctx := context.Background()
+	inCtx := metadata.NewIncomingContext(ctx, metadata.Pairs("user-agent", "grpc-go", "x-trace", "1"))
 	info := &grpc.UnaryServerInfo{FullMethod: unaryMethod}
 	var reply testpb.SimpleResponse
 	for _, tc := range []struct {
@@ -99,6 +106,9 @@ func TestAllocs(t *testing.T) {
 		{"client, success", 1, func() { plain.Unary(ctx, unaryMethod, nil, &reply, nil, okInvoker) }},
 		{"client with guards, success", 1, func() { guarded.Unary(ctx, unaryMethod, nil, &reply, nil, okInvoker) }},
 		{"server with guards, success", 0, func() { srv.Unary(ctx, nil, info, okHandler) }},
+		{"client with a throttle guard, success", 1, func() { throttled.Unary(ctx, unaryMethod, nil, &reply, nil, okInvoker) }},
+		{"client with SendPriority, default call", 1, func() { sending.Unary(ctx, unaryMethod, nil, &reply, nil, okInvoker) }},
+		{"server with TrustPriority, call without priority", 0, func() { trusting.Unary(inCtx, nil, info, okHandler) }},
 		{"client, refused", 8, func() { refusedClient.Unary(ctx, unaryMethod, nil, &reply, nil, okInvoker) }},
 		{"server, refused", 5, func() { refusedServer.Unary(ctx, nil, info, okHandler) }},
 	} {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/hedge"
+	"github.com/brace-go/brace/middleware/priority"
 	"github.com/brace-go/brace/middleware/retry"
 )
 
@@ -86,6 +87,15 @@ type ClientConfig struct {
 	// Zero means DefaultStreamBuffer; negative is an error.
 	StreamBuffer int
 
+	// SendPriority sends the call's priority (priority.From of the
+	// caller's context) to the server in the priority.MetadataKey
+	// ("brace-priority") metadata, when it is not priority.Default: an
+	// absent value means Default to a grpcx server, so a default call
+	// sends nothing. A value the caller already put in the outgoing
+	// metadata comes first, and a grpcx server reads the first. False
+	// means nothing is sent and the context is not read for it.
+	SendPriority bool
+
 	// Name names the Retrier built when Retry is nil.
 	Name string
 
@@ -112,6 +122,7 @@ type Client struct {
 	timeout   time.Duration
 	guards    *methodGuards
 	buffer    int
+	sendPrio  bool
 }
 
 // NewClient returns a Client configured by cfg, or an error naming the
@@ -133,6 +144,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		failure:   cfg.Failure,
 		timeout:   cfg.AttemptTimeout,
 		buffer:    cfg.StreamBuffer,
+		sendPrio:  cfg.SendPriority,
 	}
 	if c.retryCode == nil {
 		c.retryCode = func(_ string, code codes.Code) bool { return DefaultRetryCode(code) }
@@ -208,6 +220,9 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
+	if c.sendPrio {
+		ctx = withOutgoingPriority(ctx)
+	}
 	k := &call{ctx: ctx, method: method, guards: c.guards.get(method), req: req, reply: reply, cc: cc, invoker: invoker}
 	k.opts = append(append(k.optsBuf[:0], opts...), grpc.Trailer(&k.md))
 	st := c.retrying
@@ -222,6 +237,15 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 		copyMessage(reply, out) // a hedge won: after every attempt returned
 	}
 	return nil
+}
+
+// withOutgoingPriority adds the priority of ctx to its outgoing metadata
+// when it is not Default.
+func withOutgoingPriority(ctx context.Context) context.Context {
+	if l := priority.From(ctx); l != priority.Default {
+		return metadata.AppendToOutgoingContext(ctx, priority.MetadataKey, l.String())
+	}
+	return ctx
 }
 
 // attempt is the stage under the retry loop and the hedge.
@@ -245,10 +269,10 @@ func (c *Client) attempt(ctx context.Context, k *call) (any, error) {
 	if err := k.guards.acquire(ctx, &p); err != nil {
 		return nil, err
 	}
-	defer p.done(errPanicked) // a no-op once p.done below has run
+	defer p.done(errPanicked, nil) // a no-op once p.done below has run
 	*md = nil
 	err := k.invoker(ctx, k.method, k.req, reply, k.cc, opts...)
-	p.done(outcome(err, c.failure))
+	p.done(err, c.failure)
 	if err != nil {
 		return nil, c.attemptError(k, err, *md)
 	}

@@ -27,8 +27,8 @@
 //
 //	Retry → Hedge (idempotent methods only) → Guards → AttemptTimeout → the attempt
 //
-// ClientConfig.Guards returns a method's breaker, rate limiter,
-// backpressure limiter and adaptive limiter (type Guards); it is called once
+// ClientConfig.Guards returns a method's breaker, client-side throttle,
+// rate limiter, backpressure limiter and adaptive limiter (type Guards); it is called once
 // per method and its answer kept (at most MaxMethods methods), so per-method
 // breakers and limits, or one breaker per target, are a line each. Guards are
 // taken per attempt with their Acquire and finished with Permit.Done, so a
@@ -93,6 +93,19 @@
 // and as a RetryInfo detail; a tap cannot send trailers, so its refusals
 // carry the detail only.
 //
+// # Priorities
+//
+// A call's priority.Level travels in the priority.MetadataKey
+// ("brace-priority") metadata. A Client with ClientConfig.SendPriority
+// sends priority.From of the caller's context when it is not Default (an
+// absent value means Default). A Server believes it only when
+// ServerConfig.TrustPriority says so for the call (TrustAll trusts every
+// caller; nil, none), and then puts it in the call's context with
+// priority.With before the guards are taken, so limiters that shed by
+// priority see it and the handler reads it with priority.From. A value
+// that is not a level means Default and is logged (slog.Default, Warn, at
+// most once every 10 s); the call is never refused for it.
+//
 // # Errors
 //
 // Callers get gRPC status errors: status.FromError works and the code is
@@ -103,9 +116,8 @@
 //
 // # Not yet
 //
-// Request priorities (criticality in metadata) wait for Brace's priority
-// support; a per-client rate limit on the server waits for a keyed Acquire
-// in ratelimit.
+// A per-client rate limit on the server waits for a keyed Acquire in
+// ratelimit.
 //
 // # Cost
 //

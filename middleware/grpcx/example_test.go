@@ -18,6 +18,7 @@ import (
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/grpcx"
+	"github.com/brace-go/brace/middleware/priority"
 	"github.com/brace-go/brace/middleware/ratelimit"
 	"github.com/brace-go/brace/middleware/retry"
 )
@@ -103,4 +104,40 @@ func ExampleCode() {
 	// ResourceExhausted
 	// NotFound
 	// DeadlineExceeded
+}
+
+// levelServer answers with the priority its handler runs at.
+type levelServer struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (levelServer) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{Username: priority.From(ctx).String()}, nil
+}
+
+// A client sends its callers' priorities and a server trusts them from
+// its own services only (here: every caller, through TrustAll), so that
+// its limiters shed sheddable calls first and its handlers see the level.
+func ExampleServerConfig_trustPriority() {
+	s, _ := grpcx.NewServer(grpcx.ServerConfig{TrustPriority: grpcx.TrustAll})
+	c, _ := grpcx.NewClient(grpcx.ClientConfig{SendPriority: true})
+	lis := bufconn.Listen(1 << 20)
+	gs := grpc.NewServer(s.ServerOptions()...)
+	testpb.RegisterTestServiceServer(gs, levelServer{})
+	go gs.Serve(lis)
+	defer gs.Stop()
+	conn, _ := grpc.NewClient("passthrough:///bufnet", append(c.DialOptions(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))...)
+	defer conn.Close()
+	client := testpb.NewTestServiceClient(conn)
+
+	for _, l := range []priority.Level{priority.Critical, priority.Default, priority.Sheddable} {
+		resp, err := client.UnaryCall(priority.With(context.Background(), l), &testpb.SimpleRequest{})
+		fmt.Println(resp.GetUsername(), err)
+	}
+	// Output:
+	// critical <nil>
+	// default <nil>
+	// sheddable <nil>
 }

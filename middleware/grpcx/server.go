@@ -3,6 +3,7 @@ package grpcx
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"reflect"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
+
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // DefaultPushback is the default of ServerConfig.Pushback.
@@ -48,7 +51,30 @@ type ServerConfig struct {
 	// RetryAfter of its own (a shed, an adaptive limit). Zero means
 	// DefaultPushback (1 s); negative is an error.
 	Pushback time.Duration
+
+	// TrustPriority reports whether the priority a call carries in its
+	// priority.MetadataKey ("brace-priority") metadata may be believed.
+	// It is called only for a call that carries one, with the call's
+	// context (peer.FromContext gives the peer and its credentials'
+	// AuthInfo) and method. When it returns true, the call runs at that
+	// level: Tap and the interceptors put it in the call's context with
+	// priority.With before the Guards are taken, so the limiters that
+	// shed by priority see it, and the handler reads it with
+	// priority.From (and a grpcx Client with SendPriority passes it on).
+	// A value that is not a level ("critical", "default", "sheddable",
+	// any case) means Default, and is logged (slog.Default, level Warn,
+	// at most once every 10 s); the call is never refused for it. Only
+	// the first value is read. Nil means no call's priority is trusted:
+	// every call runs at Default, whatever it sends (a server reachable
+	// from outside must not let callers promote themselves). TrustAll
+	// trusts every caller. In Tap, a panic in TrustPriority refuses the
+	// call with Internal.
+	TrustPriority func(ctx context.Context, method string) bool
 }
+
+// TrustAll is a ServerConfig.TrustPriority that trusts every caller: for a
+// server only trusted clients can reach.
+func TrustAll(context.Context, string) bool { return true }
 
 // Server holds the interceptors and tap handle of a grpc.Server. Build it
 // with NewServer and install its methods:
@@ -65,6 +91,12 @@ type Server struct {
 	guards   *methodGuards
 	failure  func(codes.Code) bool
 	pushback time.Duration
+	trust    func(context.Context, string) bool
+
+	// badPrio counts the unknown priorities not yet logged; badLogged is
+	// when the last was logged (Unix nanoseconds).
+	badPrio   atomic.Int64
+	badLogged atomic.Int64
 
 	// last is the last refusal of a guard, kept so that a server shedding
 	// under overload builds its status and trailer once, not per call.
@@ -90,7 +122,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	case cfg.Pushback < 0:
 		return nil, fmt.Errorf("grpcx: Pushback must not be negative, got %v", cfg.Pushback)
 	}
-	s := &Server{failure: cfg.Failure, pushback: cfg.Pushback}
+	s := &Server{failure: cfg.Failure, pushback: cfg.Pushback, trust: cfg.TrustPriority}
 	if s.failure == nil {
 		s.failure = DefaultFailure
 	}
@@ -126,7 +158,7 @@ func (h *held) Value(key any) any {
 // interceptor, when the stream ends.
 func (h *held) release() {
 	if h.claimed.CompareAndSwap(false, true) {
-		h.p.done(context.Canceled)
+		h.p.done(context.Canceled, nil)
 	}
 }
 
@@ -151,20 +183,87 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 // The permits it takes are released by Unary or Stream when the handler
 // returns, or, for a stream that never reaches them (an unknown method, a
 // message that cannot be read), when the stream ends.
+//
+// With ServerConfig.TrustPriority, the call's priority is read from its
+// metadata first and put in the context the guards and the handler see.
 func (s *Server) Tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	g, err := s.tapGuards(info.FullMethodName)
 	if err != nil {
 		return ctx, err
 	}
-	if g.empty() {
+	var vals []string
+	if s.trust != nil {
+		vals = info.Header[priority.MetadataKey]
+	}
+	if g.empty() && len(vals) == 0 {
 		return ctx, nil
 	}
 	h := &held{Context: ctx}
-	if err := g.acquire(ctx, &h.p); err != nil {
-		return ctx, s.refuse(err).st
+	if len(vals) > 0 {
+		// The interceptor finds h and reads no metadata again.
+		if h.Context, err = s.tapPriority(ctx, info.FullMethodName, vals[0]); err != nil {
+			return ctx, err
+		}
 	}
-	context.AfterFunc(ctx, h.release)
+	if !g.empty() {
+		if err := g.acquire(h.Context, &h.p); err != nil {
+			return ctx, s.refuse(err).st
+		}
+		context.AfterFunc(ctx, h.release)
+	}
 	return h, nil
+}
+
+// tapPriority is withPriority for Tap, where a panic in TrustPriority
+// becomes an Internal status for the call, as one in Guards does.
+func (s *Server) tapPriority(ctx context.Context, method, v string) (pctx context.Context, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = status.Errorf(codes.Internal, "grpcx: ServerConfig.TrustPriority panicked for %q: %v", method, r)
+		}
+	}()
+	return s.withPriority(ctx, method, v), nil
+}
+
+// withPriority returns ctx with the level v names, if the call is trusted
+// and the level is not Default.
+func (s *Server) withPriority(ctx context.Context, method, v string) context.Context {
+	if !s.trust(ctx, method) {
+		return ctx
+	}
+	l, err := priority.Parse(v)
+	if err != nil {
+		s.logBadPriority(ctx, method, err)
+		return ctx
+	}
+	if l == priority.Default {
+		return ctx
+	}
+	return priority.With(ctx, l)
+}
+
+// badPriorityEvery is the least time between two records of unknown
+// priorities: a client sending a bad value with every call must not
+// flood the log.
+const badPriorityEvery = 10 * time.Second
+
+// logBadPriority logs an unknown priority, unless one was logged in the
+// last badPriorityEvery; the record counts the calls since the last. A
+// panicking log handler loses the record, not the call.
+func (s *Server) logBadPriority(ctx context.Context, method string, err error) {
+	s.badPrio.Add(1)
+	now := time.Now().UnixNano()
+	last := s.badLogged.Load()
+	if last != 0 && now-last < int64(badPriorityEvery) || !s.badLogged.CompareAndSwap(last, now) {
+		return
+	}
+	n := s.badPrio.Swap(0)
+	if len(method) > 128 {
+		method = method[:128] + "…" // a client's string
+	}
+	defer func() { _ = recover() }()
+	slog.Default().LogAttrs(ctx, slog.LevelWarn, "grpcx: unknown priority in metadata; the call runs at default",
+		slog.String("method", method), slog.String("error", err.Error()), slog.Int64("calls", n))
 }
 
 // tapGuards is s.guards.get for Tap, which grpc-go calls on the
@@ -212,28 +311,34 @@ func (s *Server) pushbackOf(err error) time.Duration {
 }
 
 // admit takes the method's guards into p, or claims those Tap took (h).
-// guarded is false when the method has no guards. On a refusal it sets
-// the pushback trailer and returns the status error.
-func (s *Server) admit(ctx context.Context, method string, p *permits) (h *held, guarded bool, err error) {
+// guarded is false when the method has no guards. It returns the call's
+// context: with the trusted priority, which the guards were taken with.
+// On a refusal it sets the pushback trailer and returns the status error.
+func (s *Server) admit(ctx context.Context, method string, p *permits) (_ context.Context, h *held, guarded bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, false, status.FromContextError(err).Err()
+		return ctx, nil, false, status.FromContextError(err).Err()
 	}
 	if h, ok := ctx.Value(heldKey{}).(*held); ok {
 		if h.claimed.CompareAndSwap(false, true) {
-			return h, true, nil
+			return ctx, h, true, nil
 		}
-		return nil, false, status.FromContextError(context.Canceled).Err()
+		return ctx, nil, false, status.FromContextError(context.Canceled).Err()
+	}
+	if s.trust != nil {
+		if vals := metadata.ValueFromIncomingContext(ctx, priority.MetadataKey); len(vals) > 0 {
+			ctx = s.withPriority(ctx, method, vals[0])
+		}
 	}
 	g := s.guards.get(method)
 	if g.empty() {
-		return nil, false, nil
+		return ctx, nil, false, nil
 	}
 	if err := g.acquire(ctx, p); err != nil {
 		r := s.refuse(err)
 		_ = grpc.SetTrailer(ctx, r.trailer)
-		return nil, false, r.st
+		return ctx, nil, false, r.st
 	}
-	return nil, true, nil
+	return ctx, nil, true, nil
 }
 
 // Unary is a grpc.UnaryServerInterceptor: it applies the method's guards
@@ -245,7 +350,7 @@ func (s *Server) admit(ctx context.Context, method string, p *permits) (h *held,
 // which is mapped the same way.
 func (s *Server) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	var own permits
-	h, guarded, err := s.admit(ctx, info.FullMethod, &own)
+	ctx, h, guarded, err := s.admit(ctx, info.FullMethod, &own)
 	if err != nil {
 		return nil, err
 	}
@@ -257,21 +362,24 @@ func (s *Server) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	if h != nil {
 		p = &h.p
 	}
-	defer p.done(errPanicked) // a no-op after the Done below
+	defer p.done(errPanicked, nil) // a no-op after the Done below
 	resp, err := handler(ctx, req)
 	err = s.handlerError(ctx, err)
-	p.done(outcome(err, s.failure))
+	p.done(err, s.failure)
 	return resp, err
 }
 
 // Stream is a grpc.StreamServerInterceptor: as Unary, for the whole
 // stream.
 func (s *Server) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx := ss.Context()
+	ctx0 := ss.Context()
 	var own permits
-	h, guarded, err := s.admit(ctx, info.FullMethod, &own)
+	ctx, h, guarded, err := s.admit(ctx0, info.FullMethod, &own)
 	if err != nil {
 		return err
+	}
+	if ctx != ctx0 {
+		ss = &serverStream{ServerStream: ss, ctx: ctx} // with its priority
 	}
 	if !guarded {
 		return s.handlerError(ctx, handler(srv, ss))
@@ -280,11 +388,19 @@ func (s *Server) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	if h != nil {
 		p = &h.p
 	}
-	defer p.done(errPanicked)
+	defer p.done(errPanicked, nil)
 	err = s.handlerError(ctx, handler(srv, ss))
-	p.done(outcome(err, s.failure))
+	p.done(err, s.failure)
 	return err
 }
+
+// serverStream is a grpc.ServerStream with the context admit returned.
+type serverStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (ss *serverStream) Context() context.Context { return ss.ctx }
 
 // handlerError maps a Brace refusal returned by a handler to its status,
 // with the pushback; any other error comes back unchanged.

@@ -34,6 +34,9 @@ func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
+	if c.sendPrio {
+		ctx = withOutgoingPriority(ctx)
+	}
 	cs := &clientStream{c: c, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts}
 	cs.k = call{ctx: ctx, method: method, guards: c.guards.get(method), cs: cs}
 	return cs, nil
@@ -82,9 +85,10 @@ type attempt struct {
 	once   sync.Once
 }
 
-// finish finishes the attempt's permits once and cancels its stream.
-func (a *attempt) finish(err error) {
-	a.once.Do(func() { defer a.cancel(); a.p.done(err) })
+// finish finishes the attempt's permits once and cancels its stream. err
+// is how the stream ended (see permits.done), failure the Client's.
+func (a *attempt) finish(err error, failure func(codes.Code) bool) {
+	a.once.Do(func() { defer a.cancel(); a.p.done(err, failure) })
 }
 
 func msgSize(m any) int {
@@ -153,7 +157,7 @@ func (cs *clientStream) openOnce() error {
 	if err == nil {
 		a.ctx, a.cancel = context.WithCancel(cs.ctx)
 		if a.s, err = cs.streamer(a.ctx, cs.desc, cs.cc, cs.method, cs.opts...); err != nil {
-			a.finish(outcome(err, cs.c.failure))
+			a.finish(err, cs.c.failure)
 		}
 	}
 	if err != nil {
@@ -177,7 +181,7 @@ func (cs *clientStream) commit(a *attempt) {
 	// the permits (grpc-go's rule for releasing a stream).
 	// (Not grpc-go's own stream context: grpc-go cancels it as the stream
 	// ends, before RecvMsg returns the outcome to be recorded.)
-	context.AfterFunc(a.ctx, func() { a.finish(context.Canceled) })
+	context.AfterFunc(a.ctx, func() { a.finish(context.Canceled, nil) })
 }
 
 func (cs *clientStream) Header() (metadata.MD, error) {
@@ -266,7 +270,7 @@ func (cs *clientStream) RecvMsg(m any) error {
 	cs.mu.Unlock()
 	for _, w := range won {
 		if w != a {
-			w.finish(context.Canceled) // a hedge that answered too late
+			w.finish(context.Canceled, nil) // a hedge that answered too late
 		}
 	}
 	if err != nil {
@@ -276,7 +280,7 @@ func (cs *clientStream) RecvMsg(m any) error {
 		copyMessage(m, a.msg)
 	}
 	if a.first != nil {
-		a.finish(nil) // the stream ended cleanly without a message
+		a.finish(nil, nil) // the stream ended cleanly without a message
 		return a.first
 	}
 	return nil
@@ -286,9 +290,9 @@ func (cs *clientStream) RecvMsg(m any) error {
 func (cs *clientStream) recv(a *attempt, m any) error {
 	err := a.s.RecvMsg(m)
 	if err == io.EOF {
-		a.finish(nil)
+		a.finish(nil, nil)
 	} else if err != nil {
-		a.finish(outcome(err, cs.c.failure))
+		a.finish(err, cs.c.failure)
 	}
 	return err
 }
@@ -325,12 +329,12 @@ func (c *Client) streamAttempt(ctx context.Context, k *call) (any, error) {
 	defer func() {
 		if !committedOK {
 			stop()
-			a.finish(errPanicked) // a no-op after a finish below
+			a.finish(errPanicked, nil) // a no-op after a finish below
 		}
 	}()
 	s, err := cs.streamer(a.ctx, cs.desc, cs.cc, cs.method, cs.opts...)
 	if err != nil {
-		a.finish(outcome(err, c.failure))
+		a.finish(err, c.failure)
 		return nil, c.attemptError(k, attemptCtxError(ctx, err), nil)
 	}
 	a.s = s
@@ -351,7 +355,7 @@ func (c *Client) streamAttempt(ctx context.Context, k *call) (any, error) {
 		cs.mu.Lock()
 		cs.live = slices.DeleteFunc(cs.live, func(x *attempt) bool { return x == a })
 		cs.mu.Unlock()
-		a.finish(outcome(err, c.failure))
+		a.finish(err, c.failure)
 		return nil, c.attemptError(k, attemptCtxError(ctx, err), s.Trailer())
 	}
 	if !stop() {
@@ -360,7 +364,7 @@ func (c *Client) streamAttempt(ctx context.Context, k *call) (any, error) {
 		cs.mu.Lock()
 		cs.live = slices.DeleteFunc(cs.live, func(x *attempt) bool { return x == a })
 		cs.mu.Unlock()
-		a.finish(context.Canceled)
+		a.finish(context.Canceled, nil)
 		// A per-attempt deadline is retried like any other attempt's
 		// (while the caller's context lives); a hedge's loser is dropped.
 		return nil, c.attemptError(k, status.FromContextError(ctx.Err()).Err(), nil)

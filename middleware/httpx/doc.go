@@ -65,6 +65,24 @@
 // a transport error, a middleware's rejection (breaker.ErrOpen, a shed), or
 // the caller's context ending during a retry delay.
 //
+// # RateLimit
+//
+// Without a Retry-After, a retryable response whose IETF RateLimit field
+// has a policy with nothing left (`"tokens";r=0;t=4`) is a hint of t
+// seconds, honoured like a Retry-After ([ParseRateLimit]). A Retry-After
+// takes precedence when both are present.
+//
+// # Per-host breakers and priority
+//
+// TransportConfig.HostBreaker gives every host (req.URL.Host) its own
+// breaker, cloned from the one given (breaker.Keyed), first around each
+// attempt. TransportConfig.SendPriority sends the caller's
+// priority.Level in the Brace-Priority header (none for the default
+// level); a Protector reads it back only for the requests
+// ProtectorConfig.TrustPriority trusts, and puts the level in the
+// request's context for the protections and the handler. An unknown level
+// is a default call, logged at Debug through slog.Default, never a 400.
+//
 // # Releasing connections
 //
 // A response that may be retried is drained as soon as it arrives, inside
@@ -103,7 +121,9 @@
 // the Retry-After is the refusal's own RetryAfter (a limiter's delay, the
 // time until an open breaker lets probes through) or, when it has none (a
 // shed), ProtectorConfig.RetryAfter (1 s by default). Every Retry-After is
-// rounded up to whole seconds, at least 1. The breaker counts responses
+// rounded up to whole seconds, at least 1. A rate-limited request also
+// gets the IETF RateLimit-Policy and RateLimit fields of the limit that
+// refused ([SetRateLimitFields]). The breaker counts responses
 // with a status of 500 or more (ProtectorConfig.Failure) and panics as
 // failures; sheds and rate limits never trip it. To see the status, the
 // handler gets a ResponseWriter wrapper that keeps http.Flusher and

@@ -27,7 +27,7 @@ import (
 //	}
 type StatusError struct {
 	StatusCode int           // the response's status code
-	Delay      time.Duration // the response's Retry-After; 0 if it had none
+	Delay      time.Duration // the response's Retry-After, else the reset of a RateLimit policy with r=0 (ParseRateLimit); 0 if it had neither
 
 	retryable bool
 	res       *result // the response, owned by the Transport; nil in a Protector

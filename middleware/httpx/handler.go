@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/backpressure"
 	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/priority"
 	"github.com/brace-go/brace/middleware/ratelimit"
 )
 
@@ -37,8 +39,9 @@ type ProtectorConfig struct {
 
 	// ClientRateLimit, if set, gives each client its own token bucket
 	// (ratelimit.Keyed), keyed by ClientKey, with the Limiter's Rate and
-	// Burst. A refused request gets 429 Too Many Requests with a
-	// Retry-After of the bucket's delay, rounded up to seconds. It may be
+	// Burst (or Limits). A refused request gets 429 Too Many Requests with
+	// a Retry-After of the bucket's delay, rounded up to seconds, and the
+	// RateLimit-Policy and RateLimit fields ([SetRateLimitFields]). It may be
 	// the same Limiter as RateLimit: a Limiter's keyed buckets are apart
 	// from its shared one.
 	ClientRateLimit *ratelimit.Limiter
@@ -53,7 +56,8 @@ type ProtectorConfig struct {
 	// RateLimit, if set, bounds the rate of all requests together, with
 	// the Limiter's shared bucket. A refused request gets 429 Too Many
 	// Requests with a Retry-After of the limiter's delay, rounded up to
-	// seconds.
+	// seconds, and the RateLimit-Policy and RateLimit fields
+	// ([SetRateLimitFields]).
 	RateLimit *ratelimit.Limiter
 
 	// Backpressure, if set, bounds the requests in flight in the handler.
@@ -73,12 +77,30 @@ type ProtectorConfig struct {
 	// seconds, at least 1. Negative is an error.
 	RetryAfter time.Duration
 
+	// TrustPriority, if set, says whether the Brace-Priority header
+	// (priority.Header) of a request is to be believed: when it reports
+	// true, the level the header names ("critical", "default",
+	// "sheddable") is put in the request's context with priority.With,
+	// before any protection runs, so that a Backpressure limiter with
+	// Priorities (and the handler, and the adaptive and throttle
+	// concerns it calls) sheds by it. Trust only callers you control:
+	// anyone can send "critical". A request without the header, or whose
+	// header is not trusted, is a default call. An unknown level is read
+	// as default, never refused: it is logged through slog.Default at
+	// Debug (a client that keeps sending it cannot flood the log). Nil,
+	// the default, reads no header; TrustPriority runs only for requests
+	// that carry the header. A panic in it is the caller's panic, before
+	// any protection has taken anything.
+	TrustPriority func(r *http.Request) bool
+
 	// WriteRejection, if set, writes the response to a refused request
 	// instead of the default plain-text status line. The Retry-After
-	// header is already set; status is 429 or 503 and err is the
-	// refusal: a *breaker.OpenError, a *ratelimit.LimitedError,
-	// backpressure.ErrShed, or the request context's error when the
-	// client left while a limiter kept it waiting.
+	// header is already set (and, for a rate limit, RateLimit and
+	// RateLimit-Policy: see [SetRateLimitFields]); status is 429 or 503
+	// and err is the refusal: a *breaker.OpenError, a
+	// *ratelimit.LimitedError, backpressure.ErrShed, or the request
+	// context's error when the client left while a limiter kept it
+	// waiting.
 	WriteRejection func(w http.ResponseWriter, r *http.Request, status int, err error)
 }
 
@@ -94,6 +116,7 @@ type Protector struct {
 	failure        func(int) bool
 	retryAfter     time.Duration
 	writeRejection func(http.ResponseWriter, *http.Request, int, error)
+	trustPriority  func(*http.Request) bool
 }
 
 // exchange is one request through the protections, passed by value.
@@ -120,6 +143,7 @@ func NewProtector(cfg ProtectorConfig) (*Protector, error) {
 		failure:        cfg.Failure,
 		retryAfter:     cfg.RetryAfter,
 		writeRejection: cfg.WriteRejection,
+		trustPriority:  cfg.TrustPriority,
 	}
 	if p.retryAfter == 0 {
 		p.retryAfter = defaultRetryAfter
@@ -170,7 +194,7 @@ func (p *Protector) Handler(h http.Handler) http.Handler {
 	if h == nil {
 		panic("httpx: nil handler")
 	}
-	if len(p.mws) == 0 {
+	if len(p.mws) == 0 && p.trustPriority == nil {
 		return h
 	}
 	serve := func(_ context.Context, e exchange) (struct{}, error) {
@@ -187,6 +211,9 @@ func (p *Protector) Handler(h http.Handler) http.Handler {
 	}
 	st := middleware.Apply(serve, p.mws...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.trustPriority != nil {
+			r = p.withPriority(r)
+		}
 		if _, err := st(r.Context(), exchange{w: w, r: r}); err != nil {
 			if _, served := xerrors.Find[*StatusError](err); !served { // a rejection, not the handler's status
 				p.reject(w, r, err)
@@ -195,9 +222,29 @@ func (p *Protector) Handler(h http.Handler) http.Handler {
 	})
 }
 
+// withPriority returns r with the level of its trusted Brace-Priority
+// header in its context, or r itself when there is nothing to add.
+func (p *Protector) withPriority(r *http.Request) *http.Request {
+	v := r.Header.Get(priority.Header)
+	if v == "" || !p.trustPriority(r) {
+		return r
+	}
+	lv, err := priority.Parse(v)
+	if err != nil {
+		slog.Default().LogAttrs(r.Context(), slog.LevelDebug, "httpx: unknown priority, read as default",
+			slog.String("header", priority.Header), slog.String("error", err.Error()))
+		return r
+	}
+	if lv == priority.Default {
+		return r // what a context without a level means
+	}
+	return r.WithContext(priority.With(r.Context(), lv))
+}
+
 // reject answers a request a protection refused: 429 for a rate limit,
 // 503 otherwise, with a Retry-After from the refusal's RetryAfter method,
-// or p.retryAfter when it has none. A client whose context ended (it left
+// or p.retryAfter when it has none, and for a rate limit the IETF
+// RateLimit and RateLimit-Policy fields. A client whose context ended (it left
 // while a limiter kept it waiting) gets 503 without Retry-After.
 func (p *Protector) reject(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusServiceUnavailable
@@ -213,6 +260,9 @@ func (p *Protector) reject(w http.ResponseWriter, r *http.Request, err error) {
 			retryAfter = p.retryAfter
 		}
 		w.Header().Set("Retry-After", formatRetryAfter(retryAfter))
+		if status == http.StatusTooManyRequests {
+			SetRateLimitFields(w.Header(), err)
+		}
 	}
 	if p.writeRejection != nil {
 		p.writeRejection(w, r, status, err)

@@ -65,9 +65,19 @@ func parseDeltaSeconds(v string) (time.Duration, bool) {
 // rounded up to whole seconds and at least 1: a client told "0" would come
 // back at once and be refused again.
 func formatRetryAfter(d time.Duration) string {
+	return strconv.FormatInt(ceilSeconds(d), 10)
+}
+
+// appendSeconds appends d as formatRetryAfter renders it.
+func appendSeconds(dst []byte, d time.Duration) []byte {
+	return strconv.AppendInt(dst, ceilSeconds(d), 10)
+}
+
+// ceilSeconds is d in whole seconds, rounded up, at least 1.
+func ceilSeconds(d time.Duration) int64 {
 	secs := int64(d / time.Second)
 	if d%time.Second != 0 {
 		secs++
 	}
-	return strconv.FormatInt(max(secs, 1), 10)
+	return max(secs, 1)
 }

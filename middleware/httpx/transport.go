@@ -11,6 +11,8 @@ import (
 
 	"github.com/brace-go/brace/internal/xerrors"
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/breaker"
+	"github.com/brace-go/brace/middleware/priority"
 	"github.com/brace-go/brace/middleware/retry"
 )
 
@@ -25,7 +27,8 @@ const defaultDrainTimeout = time.Second
 // TransportConfig configures a [Transport]. The zero value sends requests
 // through http.DefaultTransport and retries idempotent requests up to 3
 // attempts on transport errors and on 429, 502, 503 and 504 responses,
-// with retry's default schedule, honouring Retry-After.
+// with retry's default schedule, honouring Retry-After (and, without
+// one, an IETF RateLimit field with nothing remaining).
 type TransportConfig struct {
 	// Base sends each attempt. Nil means http.DefaultTransport.
 	Base http.RoundTripper
@@ -56,6 +59,29 @@ type TransportConfig struct {
 	// stays readable (see the package doc). A nil entry is a programmer
 	// error: NewTransport panics.
 	Attempt []Middleware
+
+	// HostBreaker, if set, guards each attempt with a breaker of its own
+	// per host: breaker.Keyed with the key req.URL.Host (the host and
+	// port as the URL writes them), so that one failing host is cut off
+	// while the others are still called. Each host's breaker is a clone
+	// of HostBreaker's Config (threshold, open time, MaxKeys, ...); the
+	// table of hosts is HostBreaker's and is bounded by its MaxKeys.
+	// It runs first around each attempt, outside every Attempt
+	// middleware (the breaker's place in docs/ordering.md), inside the
+	// retry loop, so a retry may be refused by the host's open breaker
+	// and a retryable or 5xx status counts as the host's failure.
+	// HostBreaker's own state (that of breaker.Middleware) is not used.
+	HostBreaker *breaker.Breaker
+
+	// SendPriority makes the Transport send each request's level
+	// (priority.From of its context) in the Brace-Priority header
+	// (priority.Header), so that a server whose Protector trusts it
+	// (ProtectorConfig.TrustPriority) sheds by the caller's level. The
+	// header is sent only for a level other than Default (no header
+	// means default), and never replaces one the request already has;
+	// the caller's request is not modified (an attempt gets a copy with
+	// its own Header). False, the default, reads no level.
+	SendPriority bool
 
 	// Idempotent reports whether a request may be sent more than once.
 	// Nil means [DefaultIdempotent]. Whatever it says, a request whose
@@ -126,6 +152,7 @@ type Transport struct {
 	idempotent   func(*http.Request) bool
 	retryStatus  func(int) bool
 	drainTimeout time.Duration
+	sendPriority bool
 	name         string
 	obs          middleware.Observer
 
@@ -150,6 +177,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		idempotent:   cfg.Idempotent,
 		retryStatus:  cfg.RetryStatus,
 		drainTimeout: cfg.DrainTimeout,
+		sendPriority: cfg.SendPriority,
 		name:         cfg.Name,
 		obs:          cfg.Observer,
 	}
@@ -172,10 +200,22 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 			return nil, err // the zero Config is valid: not reached
 		}
 	}
-	t.once = middleware.Apply(t.attempt, cfg.Attempt...)
+	attempt := cfg.Attempt
+	if cfg.HostBreaker != nil {
+		attempt = append([]Middleware{breaker.Keyed[*http.Request, *http.Response](cfg.HostBreaker, requestHost)}, attempt...)
+	}
+	t.once = middleware.Apply(t.attempt, attempt...)
 	t.retrying = middleware.Apply(t.attempt,
-		append([]Middleware{retry.Middleware[*http.Request, *http.Response](r)}, cfg.Attempt...)...)
+		append([]Middleware{retry.Middleware[*http.Request, *http.Response](r)}, attempt...)...)
 	return t, nil
+}
+
+// requestHost is HostBreaker's key: the host (and port) of the URL.
+func requestHost(r *http.Request) string {
+	if r.URL == nil {
+		return "" // the base transport refuses such a request
+	}
+	return r.URL.Host
 }
 
 // RoundTrip implements http.RoundTripper. A response with any status comes
@@ -197,7 +237,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if c.repeatable {
 		st = t.retrying
 	}
-	resp, err := st(c.ctx, req)
+	sent := req
+	if t.sendPriority {
+		sent = withPriorityHeader(req)
+	}
+	resp, err := st(c.ctx, sent)
 	return c.finish(req, resp, err)
 }
 
@@ -222,6 +266,24 @@ type TransportStats struct {
 // Stats returns the Transport's counts. It has no side effects.
 func (t *Transport) Stats() TransportStats {
 	return TransportStats{TimedOut: t.timedOut.Load()}
+}
+
+// withPriorityHeader returns req with a Brace-Priority header naming its
+// context's level, in a shallow copy with its own Header, or req itself
+// for the default level or a request that names its level already.
+func withPriorityHeader(req *http.Request) *http.Request {
+	lv := priority.From(req.Context())
+	if lv == priority.Default || req.Header.Get(priority.Header) != "" {
+		return req
+	}
+	r := new(http.Request)
+	*r = *req
+	r.Header = req.Header.Clone()
+	if r.Header == nil {
+		r.Header = make(http.Header, 1)
+	}
+	r.Header.Set(priority.Header, lv.String())
+	return r
 }
 
 // rewindable reports whether req's body can be sent again.
@@ -310,7 +372,12 @@ func (t *Transport) attempt(ctx context.Context, in *http.Request) (*http.Respon
 		return resp, nil
 	}
 	se := &StatusError{StatusCode: code, retryable: retryable, res: res}
-	se.Delay, _ = ParseRetryAfter(resp.Header, time.Now())
+	var hinted bool
+	if se.Delay, hinted = ParseRetryAfter(resp.Header, time.Now()); !hinted {
+		// No Retry-After: a RateLimit field whose policy has nothing
+		// left (r=0) says when it resets.
+		se.Delay, _ = ParseRateLimit(resp.Header)
+	}
 	if retryable && c.repeatable {
 		// The Retrier may retry this response, and retry has no hook to
 		// say when: release its connection now, before any delay, and

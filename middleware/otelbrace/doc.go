@@ -26,12 +26,13 @@
 // The meter is named "github.com/brace-go/brace/middleware/otelbrace". The names, units and attributes are
 // stable:
 //
-//	brace.events       counter    {event}  brace.concern, brace.name, brace.event, brace.reason, brace.state, error.type
-//	brace.retry.delay  histogram  s        brace.concern, brace.name   (Retry: the backoff before the retry)
-//	brace.queue.wait   histogram  s        brace.concern, brace.name   (Waited: the time spent queued)
-//	brace.hedge.delay  histogram  s        brace.concern, brace.name   (Hedged: when the hedge started)
-//	brace.state        gauge      {state}  brace.concern, brace.name, brace.state
-//	brace.limit        gauge      {call}   brace.concern, brace.name
+//	brace.events                counter    {event}  brace.concern, brace.name, brace.event, brace.reason, brace.state, error.type, brace.priority
+//	brace.retry.delay           histogram  s        brace.concern, brace.name   (Retry: the backoff before the retry)
+//	brace.queue.wait            histogram  s        brace.concern, brace.name   (Waited: the time spent queued)
+//	brace.hedge.delay           histogram  s        brace.concern, brace.name   (Hedged: when the hedge started)
+//	brace.state                 gauge      {state}  brace.concern, brace.name, brace.state
+//	brace.limit                 gauge      {call}   brace.concern, brace.name
+//	brace.throttle.probability  gauge      1        brace.concern, brace.name   (a throttler's rejection probability)
 //
 // and, recorded by the middlewares rather than from events:
 //
@@ -46,8 +47,10 @@
 // know), brace.concern and brace.name the concern and its Config.Name,
 // brace.reason the event's Reason ("open", "shed", "attempts", ...),
 // brace.state the state entered by a state change, and error.type the
-// type of the event's error. An attribute whose value would be empty is
-// left out. So a dashboard reads rejections per concern as
+// type of the event's error; on a rejection only, brace.priority is the
+// refused call's priority.Level when it is not the default ("critical" or
+// "sheddable": two values, so the series stay bounded). An attribute whose
+// value would be empty is left out. So a dashboard reads rejections per concern as
 // brace.events{brace.event="rejected"} by brace.concern, and breaker trips
 // as brace.events{brace.event="state-changed", brace.state="open"}.
 //
@@ -61,7 +64,11 @@
 // The gauges are derived from events, with no call into any concern: for
 // each (brace.concern, brace.name), brace.state is 1 for the state entered
 // by the last StateChanged event and 0 for the other states seen, and
-// brace.limit is the Limit of the last LimitChanged event. An instance
+// brace.limit is the Limit of the last LimitChanged event.
+// brace.throttle.probability is the Probability of a throttler's last
+// Rejected or StateChanged event (a change back to not throttling sets 0;
+// only instances of concern "throttle", or that report a probability, have
+// it). An instance
 // reports no gauge until its first such event (a breaker that never left
 // closed has no brace.state), and instances that share a name share the
 // gauges. Reading a live value (a breaker's State, a limiter's InFlight)
@@ -87,6 +94,8 @@
 //	brace.previous_state, brace.state  string   StateChanged (From, To)
 //	brace.failures                     int      StateChanged (breaker)
 //	brace.reason                       string   Rejected, GaveUp, StateChanged, Joined
+//	brace.priority                     string   any event of a call whose priority is not the default
+//	brace.probability                  float    Rejected, StateChanged of a throttler
 //	error.type, error.message          string   any event with an error
 //
 // Durations are seconds as float64, as in the histograms. Unlike the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // scopeName is the instrumentation scope (the meter name) of every
@@ -24,22 +26,24 @@ const scopeName = "github.com/brace-go/brace/middleware/otelbrace"
 // The attributes of the data points. Every key is low-cardinality: none
 // carries a call's key, input or error message.
 const (
-	concernKey   = attribute.Key("brace.concern") // Event.Concern: "retry", "breaker", ...
-	nameKey      = attribute.Key("brace.name")    // Event.Name, the instance's Config.Name
-	eventKey     = attribute.Key("brace.event")   // Event.Kind: "rejected", "retry", ...
-	reasonKey    = attribute.Key("brace.reason")  // Event.Reason: "open", "shed", ...
-	stateKey     = attribute.Key("brace.state")   // StateChanged: the state entered (Event.To)
-	errorTypeKey = attribute.Key("error.type")    // the type of Event.Err, never its message
+	concernKey   = attribute.Key("brace.concern")  // Event.Concern: "retry", "breaker", ...
+	nameKey      = attribute.Key("brace.name")     // Event.Name, the instance's Config.Name
+	eventKey     = attribute.Key("brace.event")    // Event.Kind: "rejected", "retry", ...
+	reasonKey    = attribute.Key("brace.reason")   // Event.Reason: "open", "shed", ...
+	stateKey     = attribute.Key("brace.state")    // StateChanged: the state entered (Event.To)
+	errorTypeKey = attribute.Key("error.type")     // the type of Event.Err, never its message
+	priorityKey  = attribute.Key("brace.priority") // Rejected: Event.Priority when not default ("critical", "sheddable")
 )
 
 // The instruments' names.
 const (
-	eventsName     = "brace.events"      // counter {event}
-	retryDelayName = "brace.retry.delay" // histogram s
-	queueWaitName  = "brace.queue.wait"  // histogram s
-	hedgeDelayName = "brace.hedge.delay" // histogram s
-	stateName      = "brace.state"       // gauge {state}
-	limitName      = "brace.limit"       // gauge {call}
+	eventsName     = "brace.events"               // counter {event}
+	retryDelayName = "brace.retry.delay"          // histogram s
+	queueWaitName  = "brace.queue.wait"           // histogram s
+	hedgeDelayName = "brace.hedge.delay"          // histogram s
+	stateName      = "brace.state"                // gauge {state}
+	limitName      = "brace.limit"                // gauge {call}
+	probName       = "brace.throttle.probability" // gauge 1
 
 	callDurationName    = "brace.call.duration"    // histogram s, recorded by Measure
 	callAttemptsName    = "brace.call.attempts"    // histogram {attempt}, recorded by Measure
@@ -104,6 +108,7 @@ type Observer struct {
 	hedgeDelay metric.Float64Histogram
 	state      metric.Int64ObservableGauge
 	limit      metric.Int64ObservableGauge
+	prob       metric.Float64ObservableGauge
 	reg        metric.Registration
 
 	// sets and types are copy-on-write: Observe reads them with one
@@ -119,8 +124,8 @@ var _ middleware.Observer = (*Observer)(nil)
 
 // setKey is what the attributes of an event's data points depend on.
 type setKey struct {
-	kind                                    middleware.Kind
-	concern, name, reason, state, errorType string
+	kind                                              middleware.Kind
+	concern, name, reason, state, errorType, priority string
 }
 
 // attrs holds the prebuilt options of one setKey, so recording passes a
@@ -128,6 +133,10 @@ type setKey struct {
 type attrs struct {
 	add    []metric.AddOption    // brace.events: every attribute of the key
 	record []metric.RecordOption // histograms: brace.concern, brace.name
+	// prob is the probability gauge of the key's instance, for the events
+	// that may carry a probability (Rejected, StateChanged); nil past
+	// maxInstances.
+	prob *probGauge
 }
 
 type instance struct{ concern, name string }
@@ -139,6 +148,16 @@ type gauge struct {
 	limit    int64
 	hasLimit bool
 	limitOpt metric.ObserveOption
+	prob     *probGauge // nil until an event may carry a probability
+}
+
+// probGauge is the last rejection probability an instance reported
+// (Event.Probability). It is written without the lock, from the events'
+// cached attributes.
+type probGauge struct {
+	bits atomic.Uint64 // math.Float64bits of the probability
+	set  atomic.Bool   // an event has set it
+	opt  metric.ObserveOption
 }
 
 type stateOpt struct {
@@ -195,10 +214,13 @@ func New(cfg Config) (*Observer, error) {
 	o.limit, err = m.Int64ObservableGauge(limitName, metric.WithUnit("{call}"),
 		metric.WithDescription("Concurrency limit in force, from the last limit change."))
 	errs = append(errs, err)
+	o.prob, err = m.Float64ObservableGauge(probName, metric.WithUnit("1"),
+		metric.WithDescription("Probability with which a throttler rejects calls, from its last state change or rejection."))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("otelbrace: creating instruments: %w", err)
 	}
-	o.reg, err = m.RegisterCallback(o.observeGauges, o.state, o.limit)
+	o.reg, err = m.RegisterCallback(o.observeGauges, o.state, o.limit, o.prob)
 	if err != nil {
 		return nil, fmt.Errorf("otelbrace: registering the gauges' callback: %w", err)
 	}
@@ -268,8 +290,27 @@ func (o *Observer) recordMetrics(ctx context.Context, e *middleware.Event) {
 		record(ctx, o.hedgeDelay, e.Delay, a)
 	case middleware.StateChanged:
 		o.setState(e)
+		setProb(a.prob, e)
+	case middleware.Rejected:
+		setProb(a.prob, e)
 	case middleware.LimitChanged:
 		o.setLimit(e)
+	}
+}
+
+// setProb records the probability of a Rejected or StateChanged event: a
+// rejection that carries one, and every change of state of an instance
+// that has reported one (a throttler that stops rejecting changes state
+// with probability 0). A NaN is dropped; others are clamped to [0, 1].
+func setProb(g *probGauge, e *middleware.Event) {
+	p := e.Probability
+	if g == nil || p != p || (p == 0 && (e.Kind != middleware.StateChanged || !g.set.Load())) {
+		return
+	}
+	p = min(max(p, 0), 1)
+	g.bits.Store(math.Float64bits(p))
+	if !g.set.Load() {
+		g.set.Store(true)
 	}
 }
 
@@ -287,23 +328,30 @@ func (o *Observer) attrs(e *middleware.Event) *attrs {
 	if e.Kind == middleware.StateChanged {
 		k.state = e.To
 	}
+	if e.Kind == middleware.Rejected && e.Priority != priority.Default && e.Priority.Valid() {
+		k.priority = e.Priority.String() // two values at most: bounded
+	}
 	if e.Err != nil {
 		k.errorType = o.errorType(e.Err)
 	}
 	if a, ok := (*o.sets.Load())[k]; ok {
 		return a
 	}
-	return o.addAttrs(k)
+	return o.addAttrs(k, e.Concern == "throttle" || e.Probability != 0)
 }
 
-func (o *Observer) addAttrs(k setKey) *attrs {
+// addAttrs builds and caches the options of k. prob says whether the
+// instance reports a probability (a throttler): only then do its Rejected
+// and StateChanged attributes get the probability gauge, so instances
+// that never report one take no gauge slot for it.
+func (o *Observer) addAttrs(k setKey, prob bool) *attrs {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	old := *o.sets.Load()
 	if a, ok := old[k]; ok {
 		return a
 	}
-	kvs := make([]attribute.KeyValue, 0, 6)
+	kvs := make([]attribute.KeyValue, 0, 7)
 	kvs = appendNonEmpty(kvs, concernKey, k.concern)
 	kvs = appendNonEmpty(kvs, nameKey, k.name)
 	short := attribute.NewSet(kvs...)
@@ -311,9 +359,18 @@ func (o *Observer) addAttrs(k setKey) *attrs {
 	kvs = appendNonEmpty(kvs, reasonKey, k.reason)
 	kvs = appendNonEmpty(kvs, stateKey, k.state)
 	kvs = appendNonEmpty(kvs, errorTypeKey, k.errorType)
+	kvs = appendNonEmpty(kvs, priorityKey, k.priority)
 	a := &attrs{
 		add:    []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kvs...))},
 		record: []metric.RecordOption{metric.WithAttributeSet(short)},
+	}
+	if prob && (k.kind == middleware.Rejected || k.kind == middleware.StateChanged) {
+		if g := o.gaugeOf(instance{k.concern, k.name}); g != nil {
+			if g.prob == nil {
+				g.prob = &probGauge{opt: metric.WithAttributeSet(short)}
+			}
+			a.prob = g.prob
+		}
 	}
 	if len(old) < maxCached {
 		m := make(map[setKey]*attrs, len(old)+1)
@@ -400,8 +457,7 @@ func (o *Observer) storeType(t reflect.Type, s string) string {
 
 // gaugeOf returns the gauges of e's instance, creating them; nil past
 // maxInstances. o.mu must be held.
-func (o *Observer) gaugeOf(e *middleware.Event) *gauge {
-	in := instance{e.Concern, e.Name}
+func (o *Observer) gaugeOf(in instance) *gauge {
 	g := o.gauges[in]
 	if g == nil && len(o.gauges) < maxInstances {
 		g = &gauge{current: -1}
@@ -416,7 +472,7 @@ func (o *Observer) setState(e *middleware.Event) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	g := o.gaugeOf(e)
+	g := o.gaugeOf(instance{e.Concern, e.Name})
 	if g == nil {
 		return
 	}
@@ -450,7 +506,7 @@ func (g *gauge) index(e *middleware.Event, state string) int {
 func (o *Observer) setLimit(e *middleware.Event) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	g := o.gaugeOf(e)
+	g := o.gaugeOf(instance{e.Concern, e.Name})
 	if g == nil {
 		return
 	}
@@ -481,6 +537,9 @@ func (o *Observer) observeGauges(_ context.Context, obs metric.Observer) error {
 		}
 		if g.hasLimit {
 			obs.ObserveInt64(o.limit, g.limit, g.limitOpt)
+		}
+		if g.prob != nil && g.prob.set.Load() {
+			obs.ObserveFloat64(o.prob, math.Float64frombits(g.prob.bits.Load()), g.prob.opt)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/otelbrace"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -89,6 +91,11 @@ func collect(t testing.TB, reader *sdkmetric.ManualReader) []point {
 			case metricdata.Gauge[int64]:
 				for _, dp := range d.DataPoints {
 					p.Kind, p.Attrs, p.Value = "gauge", enc(dp.Attributes), float64(dp.Value)
+					got = append(got, p)
+				}
+			case metricdata.Gauge[float64]:
+				for _, dp := range d.DataPoints {
+					p.Kind, p.Attrs, p.Value = "gauge", enc(dp.Attributes), dp.Value
 					got = append(got, p)
 				}
 			case metricdata.Histogram[float64]:
@@ -547,6 +554,69 @@ var benchEvents = []middleware.Event{
 	{Kind: middleware.StateChanged, Concern: "breaker", Name: "db", From: "closed", To: "open"},
 	{Kind: middleware.Waited, Concern: "backpressure", Name: "api", Wait: time.Millisecond},
 	{Kind: middleware.LimitChanged, Concern: "adaptive", Name: "api", Limit: 12},
+	{Kind: middleware.Rejected, Concern: "throttle", Name: "api", Reason: "throttle", Err: errBoom, Priority: priority.Sheddable, Probability: 0.3},
+}
+
+// TestPriorityAttribute: a rejection of a call whose priority is not the
+// default carries brace.priority; a default or invalid level, and any
+// other kind of event, do not (two values at most: bounded).
+func TestPriorityAttribute(t *testing.T) {
+	o, reader := newObserver(t)
+	ctx := context.Background()
+	shed := func(l priority.Level) middleware.Event {
+		return middleware.Event{Kind: middleware.Rejected, Concern: "backpressure", Name: "api", Reason: "shed", Priority: l}
+	}
+	o.Observe(ctx, shed(priority.Sheddable))
+	o.Observe(ctx, shed(priority.Sheddable))
+	o.Observe(ctx, shed(priority.Critical))
+	o.Observe(ctx, shed(priority.Default))
+	o.Observe(ctx, shed(priority.Level(42))) // not a level: counted without it
+	o.Observe(ctx, middleware.Event{Kind: middleware.Waited, Concern: "backpressure", Name: "api", Priority: priority.Critical})
+	want := []point{
+		counter("brace.concern=backpressure,brace.event=rejected,brace.name=api,brace.priority=critical,brace.reason=shed", 1),
+		counter("brace.concern=backpressure,brace.event=rejected,brace.name=api,brace.priority=sheddable,brace.reason=shed", 2),
+		counter("brace.concern=backpressure,brace.event=rejected,brace.name=api,brace.reason=shed", 2),
+		counter("brace.concern=backpressure,brace.event=waited,brace.name=api", 1),
+	}
+	if diff := cmp.Diff(want, only(collect(t, reader), "brace.events")); diff != "" {
+		t.Errorf("brace.events (-want +got):\n%s", diff)
+	}
+}
+
+// TestThrottleProbability: brace.throttle.probability is each throttler's
+// last probability, from its rejections and its changes of state (a
+// change back to not throttling, with probability 0, sets 0); a NaN is
+// dropped, others clamped to [0, 1]; instances that never report one have
+// no point.
+func TestThrottleProbability(t *testing.T) {
+	o, reader := newObserver(t)
+	ctx := context.Background()
+	probs := func() []point { return only(collect(t, reader), "brace.throttle.probability") }
+	gauge := func(attrs string, v float64) point {
+		return point{Metric: "brace.throttle.probability", Kind: "gauge", Unit: "1", Attrs: attrs, Value: v}
+	}
+	o.Observe(ctx, middleware.Event{Kind: middleware.Rejected, Concern: "breaker", Name: "db", Reason: "open"})
+	o.Observe(ctx, middleware.Event{Kind: middleware.StateChanged, Concern: "breaker", Name: "db", From: "closed", To: "open"})
+	if got := probs(); len(got) != 0 {
+		t.Errorf("before any throttle event: %v", got)
+	}
+	o.Observe(ctx, middleware.Event{Kind: middleware.StateChanged, Concern: "throttle", Name: "api", From: "passing", To: "throttling", Probability: 0.25})
+	o.Observe(ctx, middleware.Event{Kind: middleware.Rejected, Concern: "throttle", Name: "api", Reason: "throttle", Probability: 0.4})
+	o.Observe(ctx, middleware.Event{Kind: middleware.Rejected, Concern: "throttle", Name: "api", Reason: "throttle", Probability: math.NaN()})
+	o.Observe(ctx, middleware.Event{Kind: middleware.Rejected, Concern: "throttle", Name: "other", Reason: "throttle", Probability: 7})
+	want := []point{
+		gauge("brace.concern=throttle,brace.name=api", 0.4),
+		gauge("brace.concern=throttle,brace.name=other", 1),
+	}
+	if diff := cmp.Diff(want, probs()); diff != "" {
+		t.Errorf("probabilities (-want +got):\n%s", diff)
+	}
+	o.Observe(ctx, middleware.Event{Kind: middleware.StateChanged, Concern: "throttle", Name: "api", From: "throttling", To: "passing"})
+	o.Observe(ctx, middleware.Event{Kind: middleware.Rejected, Concern: "throttle", Name: "other", Reason: "throttle"}) // no probability: kept
+	want[0].Value = 0
+	if diff := cmp.Diff(want, probs()); diff != "" {
+		t.Errorf("probabilities after recovering (-want +got):\n%s", diff)
+	}
 }
 
 // TestAllocs: once an event's attributes have been seen, Observe

@@ -17,6 +17,7 @@ import (
 
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/otelbrace"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // TestPrometheus: end to end, the Observer's metrics through the
@@ -45,6 +46,7 @@ func TestPrometheus(t *testing.T) {
 		{Kind: middleware.Hedged, Concern: "hedge", Name: "search", Attempt: 2, Delay: 30 * time.Millisecond},
 		{Kind: middleware.StateChanged, Concern: "breaker", Name: "db", From: "closed", To: "open"},
 		{Kind: middleware.LimitChanged, Concern: "adaptive", Name: "api", Limit: 12},
+		{Kind: middleware.Rejected, Concern: "throttle", Name: "inventory", Reason: "throttle", Priority: priority.Sheddable, Probability: 0.5},
 	} {
 		o.Observe(ctx, e)
 	}
@@ -86,6 +88,9 @@ func TestPrometheus(t *testing.T) {
 		"# TYPE brace_state gauge",
 		`brace_state{brace_concern="breaker",brace_name="db",brace_state="open"`,
 		"# TYPE brace_limit gauge",
+		`brace_events_total{brace_concern="throttle",brace_event="rejected",brace_name="inventory",brace_priority="sheddable",brace_reason="throttle"`,
+		"# TYPE brace_throttle_probability_ratio gauge",
+		`brace_throttle_probability_ratio{brace_concern="throttle",brace_name="inventory"`,
 		"# TYPE brace_call_duration_seconds histogram",
 		`brace_call_duration_seconds_count{brace_name="get-user"`,
 		"# TYPE brace_call_attempts histogram",

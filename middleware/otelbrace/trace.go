@@ -13,6 +13,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // The attributes of the span events, beside brace.concern, brace.name,
@@ -32,6 +33,7 @@ const (
 	previousStateKey = attribute.Key("brace.previous_state") // string: StateChanged: Event.From
 	failuresKey      = attribute.Key("brace.failures")       // int: StateChanged: Event.Failures
 	errorMessageKey  = attribute.Key("error.message")        // string: Event.Err.Error()
+	probabilityKey   = attribute.Key("brace.probability")    // float64: Event.Probability
 )
 
 // spanEventNames are the span events' names, one per Kind: "brace." and
@@ -137,7 +139,7 @@ func (o *Observer) addSpanEvent(ctx context.Context, e *middleware.Event) {
 	if !span.IsRecording() {
 		return
 	}
-	var buf [12]attribute.KeyValue
+	var buf [14]attribute.KeyValue
 	span.AddEvent(spanEventName(e.Kind), trace.WithAttributes(o.spanAttrs(buf[:0], e)...))
 }
 
@@ -171,6 +173,12 @@ func (o *Observer) spanAttrs(kvs []attribute.KeyValue, e *middleware.Event) []at
 		kvs = append(kvs, failuresKey.Int64(e.Failures))
 	}
 	kvs = appendNonEmpty(kvs, reasonKey, e.Reason)
+	if e.Priority != priority.Default {
+		kvs = append(kvs, priorityKey.String(e.Priority.String()))
+	}
+	if e.Probability != 0 {
+		kvs = append(kvs, probabilityKey.Float64(e.Probability))
+	}
 	if e.Err != nil {
 		kvs = append(kvs, errorTypeKey.String(o.errorType(e.Err)), errorMessageKey.String(e.Err.Error()))
 	}

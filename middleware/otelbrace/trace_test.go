@@ -21,6 +21,7 @@ import (
 	"github.com/brace-go/brace/internal/testenv"
 	"github.com/brace-go/brace/middleware"
 	"github.com/brace-go/brace/middleware/otelbrace"
+	"github.com/brace-go/brace/middleware/priority"
 )
 
 // tracing is an Observer with both an SDK meter provider (read by a
@@ -91,6 +92,7 @@ func TestSpanEvents(t *testing.T) {
 		{Kind: middleware.Rejected, Concern: "breaker", Name: "db", Reason: "open", Delay: 30 * time.Second, Err: errBoom},
 		{Kind: middleware.Rejected, Concern: "backpressure", Reason: "shed", InFlight: 8, Limit: 8, Err: errBoom},
 		{Kind: middleware.Rejected, Concern: "budget", Name: "hedges", Reason: "budget", Attempt: 2, Err: errBoom},
+		{Kind: middleware.Rejected, Concern: "throttle", Name: "api", Reason: "throttle", Priority: priority.Sheddable, Probability: 0.25},
 		{Kind: middleware.StateChanged, Concern: "breaker", Name: "db", From: "closed", To: "open", Failures: 5},
 		{Kind: middleware.StateChanged, Concern: "redisstore", From: "up", To: "down", Reason: "adopted"},
 		{Kind: middleware.Joined, Concern: "dedup", Name: "users"},
@@ -113,6 +115,7 @@ func TestSpanEvents(t *testing.T) {
 		"brace.rejected {brace.concern=breaker,brace.name=db,brace.reason=open,brace.retry_after=30,error.message=boom,error.type=*errors.errorString}",
 		"brace.rejected {brace.concern=backpressure,brace.in_flight=8,brace.limit=8,brace.reason=shed,error.message=boom,error.type=*errors.errorString}",
 		"brace.rejected {brace.attempt=2,brace.concern=budget,brace.name=hedges,brace.reason=budget,error.message=boom,error.type=*errors.errorString}",
+		"brace.rejected {brace.concern=throttle,brace.name=api,brace.priority=sheddable,brace.probability=0.25,brace.reason=throttle}",
 		"brace.state_changed {brace.concern=breaker,brace.failures=5,brace.name=db,brace.previous_state=closed,brace.state=open}",
 		"brace.state_changed {brace.concern=redisstore,brace.previous_state=up,brace.reason=adopted,brace.state=down}",
 		"brace.joined {brace.concern=dedup,brace.name=users}",

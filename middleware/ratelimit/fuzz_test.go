@@ -93,3 +93,46 @@ func wantFieldError(t *testing.T, err error, prefix string, fields ...string) {
 	}
 	t.Fatalf("error %q names none of the fields %v", msg, fields)
 }
+
+// FuzzLimits checks Config.Limits and AcquireN: any limit yields a working
+// limiter or an error naming a Limits field, never a panic; a cost is
+// admitted, refused with a positive retry-after, or refused as a
+// *CostError exactly when it is negative or above the burst of a limit
+// charged by cost; and a refusal takes nothing.
+func FuzzLimits(f *testing.F) {
+	f.Add(60.0, int64(time.Minute), int64(0), true, int64(5), int64(100))
+	f.Add(10_000.0, int64(time.Minute), int64(0), false, int64(10_001), int64(1))
+	f.Add(1.0, int64(0), int64(3), false, int64(-1), int64(0))
+	f.Add(inf, int64(0), int64(0), false, int64(1<<40), int64(7))
+	f.Add(math.NaN(), int64(-1), int64(-1), false, int64(0), int64(0))
+	f.Add(5e-324, int64(math.MaxInt64), int64(0), false, int64(1), int64(1))
+	f.Fuzz(func(t *testing.T, r float64, per, burst int64, perCall bool, first, second int64) {
+		cfg := ratelimit.Config{Limits: []ratelimit.Limit{
+			{Name: "requests", Rate: 100, PerCall: true},
+			{Name: "units", Rate: r, Per: time.Duration(per), Burst: burst, PerCall: perCall},
+		}}
+		synctest.Test(t, func(t *testing.T) {
+			l, err := ratelimit.New(cfg)
+			if err != nil {
+				wantFieldError(t, err, "ratelimit: ", "Limits[1].Rate", "Limits[1].Per", "Limits[1].Burst")
+				return
+			}
+			q := l.Policies()[1].Quota
+			ctx := context.Background()
+			for _, n := range []int64{first, second} {
+				_, err := l.AcquireN(ctx, n)
+				var ce *ratelimit.CostError
+				never := n < 0 || (!perCall && q > 0 && n > q)
+				switch {
+				case errors.As(err, &ce) != never:
+					t.Fatalf("%+v: AcquireN(%d) = %v; quota %d", cfg.Limits[1], n, err, q)
+				case err != nil && !never:
+					var le *ratelimit.LimitedError
+					if !errors.As(err, &le) || le.RetryAfter() <= 0 {
+						t.Fatalf("%+v: AcquireN(%d) = %v, want a refusal with a positive retry-after", cfg.Limits[1], n, err)
+					}
+				}
+			}
+		})
+	})
+}

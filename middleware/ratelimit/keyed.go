@@ -10,8 +10,9 @@ import (
 
 // Keyed returns a middleware that admits each call through the bucket of
 // key(in): every key (a tenant, a user, a client address) gets its own
-// token bucket with l's Rate, Burst and MaxWait. These buckets are apart
-// from the shared bucket of [Middleware] and [Limiter.Acquire].
+// token buckets, one per limit of l (Rate and Burst, or each of Limits),
+// with l's MaxWait. Each call costs 1. These buckets are apart from the
+// shared ones of [Middleware] and [Limiter.Acquire].
 //
 // The buckets live in a table per key type K on l: every Keyed adapter on
 // l with the same K shares it (so stages with different inputs that map to
@@ -89,12 +90,13 @@ type table[K comparable] struct {
 
 type entry[K comparable] struct {
 	key        K
-	b          bucket
+	one        [1]bucket // bs for a Limiter with one limit, without a second allocation
+	bs         []bucket  // one bucket per limit
 	used       time.Time // last admission attempt
 	prev, next *entry[K]
 }
 
-// admit takes a token from k's bucket. k is equal to itself.
+// admit takes a call of cost 1 from k's buckets. k is equal to itself.
 func (t *table[K]) admit(ctx context.Context, k K) error {
 	l := t.l
 	if l.s.inf {
@@ -103,33 +105,56 @@ func (t *table[K]) admit(ctx context.Context, k K) error {
 	now := time.Now()
 	t.mu.Lock()
 	e := t.get(k, now)
-	if e.b.take(now, &l.s) {
+	ok, worst, d := l.s.tryTake(e.bs, now, 1)
+	if ok {
 		t.mu.Unlock()
 		return nil
 	}
 	if l.s.maxWait == 0 {
-		d := e.b.delay(now, &l.s)
 		t.mu.Unlock()
-		return l.refuse(ctx, d)
+		return l.refuse(ctx, worst, d)
 	}
 	dl, hasDL := ctx.Deadline()
-	wait, ok := e.b.reserve(now, &l.s, l.s.maxWait, dl, hasDL)
-	t.mu.Unlock()
-	if !ok {
-		return l.refuse(ctx, wait)
-	}
-	if err := sleep(ctx, wait); err != nil {
-		t.mu.Lock()
-		// The entry may have been forgotten meanwhile (only when it was
-		// evicted at MaxKeys: a bucket with a pending reservation is not
-		// full, so it is never forgotten for being idle); giving the
-		// token back to a forgotten entry is harmless.
-		e.b.cancel(time.Now(), now.Add(wait), &l.s)
+	if len(l.s.limits) == 1 {
+		ls := &l.s.limits[0]
+		c := ls.cost(1)
+		wait, ok := e.bs[0].reserve(now, ls, c, l.s.maxWait, dl, hasDL)
 		t.mu.Unlock()
-		return err
+		if !ok {
+			return l.refuse(ctx, 0, wait)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			t.mu.Lock()
+			// The entry may have been forgotten meanwhile (only when it
+			// was evicted at MaxKeys: a bucket with a pending
+			// reservation is not full, so it is never forgotten for
+			// being idle); giving the token back to a forgotten entry is
+			// harmless.
+			e.bs[0].cancel(time.Now(), now.Add(wait), ls, c)
+			t.mu.Unlock()
+			return err
+		}
+		l.waitedFor(ctx, wait)
+		return nil
 	}
-	l.waitedFor(ctx, wait)
-	return nil
+	t.mu.Unlock()
+	start := now
+	for { // several limits: see Limiter.AcquireN
+		if waited := now.Sub(start); d > l.s.maxWait-waited || (hasDL && now.Add(d).After(dl)) {
+			return l.refuse(ctx, worst, d)
+		}
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+		now = time.Now()
+		t.mu.Lock()
+		ok, worst, d = l.s.tryTake(t.get(k, now).bs, now, 1)
+		t.mu.Unlock()
+		if ok {
+			l.waitedFor(ctx, now.Sub(start))
+			return nil
+		}
+	}
 }
 
 // get returns k's entry, creating it if needed, and marks it most recently
@@ -148,6 +173,11 @@ func (t *table[K]) get(k K, now time.Time) *entry[K] {
 		t.remove(t.lru.prev)
 	}
 	e := &entry[K]{key: k, used: now}
+	if n := len(t.l.s.limits); n == 1 {
+		e.bs = e.one[:]
+	} else {
+		e.bs = make([]bucket, n)
+	}
 	t.keys[k] = e
 	t.l.keys.Add(1)
 	t.pushFront(e)
@@ -155,16 +185,19 @@ func (t *table[K]) get(k K, now time.Time) *entry[K] {
 }
 
 // forgetIdle drops the least recently used entry, unless it is keep, if
-// it has been idle for IdleTimeout and its bucket has refilled: a full
-// bucket behaves exactly like a new one.
+// it has been idle for IdleTimeout and its buckets have refilled: full
+// buckets behave exactly like new ones.
 func (t *table[K]) forgetIdle(now time.Time, keep *entry[K]) {
 	old := t.lru.prev
 	if old == &t.lru || old == keep || now.Sub(old.used) < t.l.idle {
 		return
 	}
-	if old.b.full(now, &t.l.s) {
-		t.remove(old)
+	for i := range old.bs {
+		if !old.bs[i].full(now, &t.l.s.limits[i]) {
+			return
+		}
 	}
+	t.remove(old)
 }
 
 func (t *table[K]) remove(e *entry[K]) {

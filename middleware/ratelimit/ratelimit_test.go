@@ -147,8 +147,8 @@ func TestReject(t *testing.T) {
 			t.Errorf("Acquire results (-want +got):\n%s", diff)
 		}
 		wantEvents := []middleware.Event{
-			{Kind: middleware.Rejected, Concern: "ratelimit", Name: "api", Reason: "rate", Delay: 100 * time.Millisecond, Err: got[2]},
-			{Kind: middleware.Rejected, Concern: "ratelimit", Name: "api", Reason: "rate", Delay: 60 * time.Millisecond, Err: got[3]},
+			{Kind: middleware.Rejected, Concern: "ratelimit", Name: "api", Reason: "rate", Delay: 100 * time.Millisecond, Limit: 2, Err: got[2]},
+			{Kind: middleware.Rejected, Concern: "ratelimit", Name: "api", Reason: "rate", Delay: 60 * time.Millisecond, Limit: 2, Err: got[3]},
 		}
 		if diff := cmp.Diff(wantEvents, rec.get(), cmpopts.EquateErrors()); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
@@ -228,7 +228,7 @@ func TestWait(t *testing.T) {
 		go func() { err1 <- admit(l, ctx) }()
 		synctest.Wait() // goroutine 1 is waiting on its reservation
 		go func() { err2 <- admit(l, ctx) }()
-		if diff := cmp.Diff(&ratelimit.LimitedError{Delay: 200 * time.Millisecond}, (<-err2).(*ratelimit.LimitedError)); diff != "" {
+		if diff := cmp.Diff(&ratelimit.LimitedError{Delay: 200 * time.Millisecond, Quota: 1, Window: 100 * time.Millisecond}, (<-err2).(*ratelimit.LimitedError)); diff != "" {
 			t.Errorf("third waiter (-want +got):\n%s", diff)
 		}
 		if err := <-err1; err != nil || time.Since(start) != 200*time.Millisecond {
@@ -453,8 +453,8 @@ func TestLog(t *testing.T) {
 			_ = k(context.Background(), "acme")
 		}
 		want := []string{
-			`level=DEBUG msg="ratelimit rejected" concern=ratelimit name=api delay=500ms reason=rate error="ratelimit: limited, retry after 500ms"`,
-			`level=DEBUG msg="ratelimit rejected" concern=ratelimit name=api delay=500ms reason=rate error="ratelimit: limited, retry after 500ms"`,
+			`level=DEBUG msg="ratelimit rejected" concern=ratelimit name=api delay=500ms limit=1 reason=rate error="ratelimit: limited by \"api\", retry after 500ms"`,
+			`level=DEBUG msg="ratelimit rejected" concern=ratelimit name=api delay=500ms limit=1 reason=rate error="ratelimit: limited by \"api\", retry after 500ms"`,
 		}
 		if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(buf.String()), "\n")); diff != "" {
 			t.Errorf("log (-want +got):\n%s", diff)

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,30 +46,98 @@ type BreakerStoreConfig struct {
 	// operation (with its cause), StateChanged when the client's health
 	// goes "up" → "down" or back (Concern "redisstore").
 	Observer middleware.Observer
+
+	// Quorum, when positive, turns on quorum mode: the shared breaker
+	// opens from closed only when at least Quorum distinct processes see
+	// the downstream failing now (each by its own results, by the
+	// breaker's own rule: Threshold consecutive failures, or the failure
+	// or slow-call rate over the window), so one process with a bad
+	// network path cannot open the breaker for the fleet. Results still
+	// count toward one shared state, and half-open probes are global as
+	// in the default mode. Zero means no count quorum. See
+	// docs/distributed.md, "Quorum mode".
+	Quorum int
+	// QuorumFraction, when positive, is a quorum in proportion to the
+	// live processes (those whose last store operation is less than
+	// ProcessTTL old on the server's clock): the breaker opens only when
+	// at least ceil(QuorumFraction × live) processes see the downstream
+	// failing. With Quorum also set, both must hold. It must be in
+	// [0, 1]; zero means none.
+	QuorumFraction float64
+	// Process identifies this process in quorum mode. Default: the host
+	// name, the process id and 16 random hex digits, one value per
+	// process. Stores that simulate several processes in one (tests)
+	// set it. At most 1024 bytes.
+	Process string
+	// ProcessTTL is how long, on the server's clock, a process's verdict
+	// ("failing") and its liveness last after its last store operation:
+	// a process that died or stopped calling ages out after it. Default
+	// 10s.
+	ProcessTTL time.Duration
 }
+
+// defaultProcessTTL is BreakerStoreConfig.ProcessTTL's default.
+const defaultProcessTTL = 10 * time.Second
+
+// maxProcess bounds BreakerStoreConfig.Process.
+const maxProcess = 1024
+
+// processID is the default BreakerStoreConfig.Process: one per process.
+var processID = sync.OnceValue(func() string {
+	host, _ := os.Hostname()
+	return host + ":" + strconv.Itoa(os.Getpid()) + ":" + randomID()
+})
 
 // BreakerStore is a [breaker.Store] in Redis: the state of one breaker,
 // shared by every breaker, in any process, that uses a store with the same
 // server, prefix and name. Build it with [NewBreakerStore] and set it as
 // breaker.Config.Store; breaker.New binds it to the breaker's policy. It
 // is safe for concurrent use.
+//
+// It is a [breaker.KeyedStore]: [BreakerStore.Key] returns the store of
+// one key's breaker (breaker.Keyed). With BreakerStoreConfig.Quorum or
+// QuorumFraction it is in quorum mode: the shared breaker opens only when
+// enough distinct processes see the downstream failing.
 type BreakerStore struct {
 	*common
 	key string
 	ttl time.Duration
+	q   *quorum // nil unless quorum mode
+
+	votesK, liveK string // quorum mode's sorted sets (see votesKey)
 
 	mu     sync.Mutex
 	policy *breaker.Policy // set by Bind
+	vote   voter           // this process's verdict (quorum mode)
 
 	// now, when set (tests only), replaces the server's clock: it returns
 	// microseconds.
 	now func() int64
 }
 
+// quorum is the quorum mode's configuration.
+type quorum struct {
+	n       int
+	frac    float64
+	process string
+	ttl     time.Duration
+}
+
 // NewBreakerStore returns the store of the breaker called cfg.Name.
 func NewBreakerStore(cfg BreakerStoreConfig) (*BreakerStore, error) {
-	if cfg.TTL < 0 {
+	switch {
+	case cfg.TTL < 0:
 		return nil, fmt.Errorf("redisstore: TTL must not be negative, got %v", cfg.TTL)
+	case cfg.Quorum < 0:
+		return nil, fmt.Errorf("redisstore: Quorum must not be negative, got %d", cfg.Quorum)
+	case !(cfg.QuorumFraction >= 0 && cfg.QuorumFraction <= 1):
+		return nil, fmt.Errorf("redisstore: QuorumFraction must be between 0 and 1, got %v", cfg.QuorumFraction)
+	case cfg.ProcessTTL < 0:
+		return nil, fmt.Errorf("redisstore: ProcessTTL must not be negative, got %v", cfg.ProcessTTL)
+	case cfg.ProcessTTL > 0 && cfg.ProcessTTL < time.Millisecond:
+		return nil, fmt.Errorf("redisstore: ProcessTTL must be at least 1ms, got %v", cfg.ProcessTTL)
+	case len(cfg.Process) > maxProcess:
+		return nil, fmt.Errorf("redisstore: Process must be at most %d bytes, got %d", maxProcess, len(cfg.Process))
 	}
 	c, err := newCommon("breaker", cfg.Client, cfg.Name, cfg.Prefix, cfg.Timeout, cfg.Observer)
 	if err != nil {
@@ -77,7 +146,47 @@ func NewBreakerStore(cfg BreakerStoreConfig) (*BreakerStore, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = defaultBreakerTTL
 	}
-	return &BreakerStore{common: c, key: c.key("breaker", "state"), ttl: cfg.TTL}, nil
+	s := &BreakerStore{common: c, key: c.key("breaker", "state"), ttl: cfg.TTL}
+	if cfg.Quorum > 0 || cfg.QuorumFraction > 0 {
+		q := &quorum{n: cfg.Quorum, frac: cfg.QuorumFraction, process: cfg.Process, ttl: cfg.ProcessTTL}
+		if q.process == "" {
+			q.process = processID()
+		}
+		if q.ttl == 0 {
+			q.ttl = defaultProcessTTL
+		}
+		s.q = q
+	}
+	return s.withKeys(), nil
+}
+
+// Key implements [breaker.KeyedStore]: it returns the store of the
+// breaker for key (one per host, per tenant, ...), a state of its own
+// shared by every process whose store has the same server, prefix, name
+// and key, with the quorum mode, TTL, Timeout and Observer of s. Any
+// string is a key, the empty one too: the key is length-prefixed in the
+// Redis key, prefix:{bkey:<len(name)>:<name>:<len(key)>:<key>}:state, so
+// no two (name, key) pairs share a Redis key, no keyed state shares one
+// with an unkeyed breaker's, and all the Redis keys of one key's breaker
+// are in one Cluster slot. It never fails and sends nothing; the
+// returned store's StoreFailures count in s's Stats.
+func (s *BreakerStore) Key(key string) (breaker.Store, error) {
+	base := s.prefix + ":{bkey:" + strconv.Itoa(len(s.name)) + ":" + s.name + ":" + strconv.Itoa(len(key)) + ":" + key + "}:"
+	return (&BreakerStore{common: s.common, key: base + "state", ttl: s.ttl, q: s.q, now: s.now}).withKeys(), nil
+}
+
+// votesKey and liveKey are the quorum mode's sorted sets: the processes
+// that see the downstream failing, and the live processes, each scored
+// with its expiry on the server's clock (µs). They share the state key's
+// hash tag, so one script can use all three on a Cluster.
+func (s *BreakerStore) votesKey() string { return s.votesK }
+func (s *BreakerStore) liveKey() string  { return s.liveK }
+
+// withKeys sets the quorum keys from the state key (…:state).
+func (s *BreakerStore) withKeys() *BreakerStore {
+	base := strings.TrimSuffix(s.key, "state")
+	s.votesK, s.liveK = base+"votes", base+"live"
+	return s
 }
 
 // Stats returns the store's counts: StoreFailures and Down. It does no
@@ -139,12 +248,20 @@ func (s *BreakerStore) update(ctx context.Context, p *breaker.Policy, op breaker
 	if s.now != nil {
 		now = strconv.FormatInt(s.now(), 10)
 	}
-	v, err := breakerScript.run(ctx, s.client, []string{s.key},
-		int(op.Kind), op.Gen, b2i(op.Probe), op.Successes, op.Failures, op.Ignored, op.Slow,
+	keys := []string{s.key}
+	args := []any{int(op.Kind), op.Gen, b2i(op.Probe), op.Successes, op.Failures, op.Ignored, op.Slow,
 		micros(op.OpenFor), int(op.State),
 		p.Threshold, strconv.FormatFloat(p.FailureRate, 'g', -1, 64), strconv.FormatFloat(p.SlowCallRate, 'g', -1, 64),
 		p.MinCalls, p.Buckets, micros(p.BucketWidth), micros(p.OpenTimeout), p.Probes, p.SuccessThreshold,
-		ttl.Milliseconds(), now, micros(p.ProbeLease))
+		ttl.Milliseconds(), now, micros(p.ProbeLease)}
+	if s.q != nil {
+		s.mu.Lock()
+		vote := s.vote.apply(p, &op, s.clock())
+		s.mu.Unlock()
+		keys = append(keys, s.votesKey(), s.liveKey())
+		args = append(args, s.q.n, strconv.FormatFloat(s.q.frac, 'g', -1, 64), s.q.process, micros(s.q.ttl), vote)
+	}
+	v, err := breakerScript.run(ctx, s.client, keys, args...)
 	if err != nil {
 		if redis.HasErrorPrefix(err, "BRACECORRUPT") {
 			return breaker.Snapshot{}, s.errorf("%w: key %s: %s", ErrCorrupt, s.key, err.Error()[len("BRACECORRUPT "):])
@@ -192,17 +309,91 @@ func parseSnapshot(v any, p *breaker.Policy, s *BreakerStore) (breaker.Snapshot,
 	return snap, nil
 }
 
-// Reset deletes the shared state: every breaker using it reads it as
-// closed at generation 1 on its next store operation. It is meant for
+// Reset deletes the shared state (in quorum mode also the votes and the
+// live processes): every breaker using it reads it as closed at
+// generation 1 on its next store operation. It is meant for
 // tests and operators; breakers never call it.
 func (s *BreakerStore) Reset(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	start := time.Now()
-	if err := s.client.Del(ctx, s.key).Err(); err != nil {
+	keys := []string{s.key}
+	if s.q != nil {
+		keys = append(keys, s.votesKey(), s.liveKey())
+	}
+	if err := s.client.Del(ctx, keys...).Err(); err != nil {
 		return s.errorf("reset: %w", withCause(s.client, ctxErr(ctx, err), start))
 	}
 	return nil
+}
+
+var _ breaker.KeyedStore = (*BreakerStore)(nil)
+
+// clock returns the local time for the process's own verdict: the test
+// clock in µs when set, else the monotonic clock.
+func (s *BreakerStore) clock() time.Duration {
+	if s.now != nil {
+		return time.Duration(s.now()) * time.Microsecond
+	}
+	return time.Since(epoch)
+}
+
+var epoch = time.Now()
+
+// voter is this process's own verdict in quorum mode: does the
+// downstream fail by the breaker's rule, counting only this process's
+// results of the current generation? Its counts start again when the
+// generation of the results changes (the shared breaker changed state).
+// The window of rate mode is on the local clock: only this process's
+// results are in it, and only the verdict leaves the process.
+type voter struct {
+	gen     uint64
+	consec  int
+	buckets []vbucket
+}
+
+type vbucket struct {
+	n          int64
+	s, f, slow int
+}
+
+// apply records op's results and returns the verdict to send: 1 failing,
+// 0 not, -1 unchanged (an op without results of a closed breaker).
+func (v *voter) apply(p *breaker.Policy, op *breaker.Op, now time.Duration) int {
+	if op.Kind != breaker.OpResult || op.Probe {
+		return -1
+	}
+	if op.Gen != v.gen {
+		v.gen, v.consec = op.Gen, 0
+		clear(v.buckets)
+	}
+	if p.Threshold > 0 {
+		if op.Successes > 0 {
+			v.consec = 0
+		}
+		v.consec += op.Failures
+		return b2i(v.consec >= p.Threshold)
+	}
+	if len(v.buckets) != p.Buckets {
+		v.buckets = make([]vbucket, p.Buckets)
+	}
+	n := int64(now / max(p.BucketWidth, 1))
+	b := &v.buckets[n%int64(len(v.buckets))]
+	if b.n != n {
+		*b = vbucket{n: n}
+	}
+	b.s, b.f, b.slow = b.s+op.Successes, b.f+op.Failures, b.slow+op.Slow
+	var cs, cf, cw int
+	for _, b := range v.buckets {
+		if b.n > n-int64(len(v.buckets)) && b.n <= n {
+			cs, cf, cw = cs+b.s, cf+b.f, cw+b.slow
+		}
+	}
+	calls := cs + cf
+	if calls == 0 || calls < p.MinCalls {
+		return 0
+	}
+	return b2i(float64(cf) >= p.FailureRate*float64(calls) || (p.SlowCallRate > 0 && float64(cw) >= p.SlowCallRate*float64(calls)))
 }
 
 func b2i(b bool) int {
@@ -308,6 +499,39 @@ elseif rate then
 end
 if bad then return redis.error_reply('BRACECORRUPT field ' .. string.sub(bad, 1, 64)) end
 
+-- Quorum mode (KEYS[2], KEYS[3] and ARGV[22..26] given): record this
+-- process as live and its verdict, drop those whose time is over.
+local qn, qfrac = tonumber(ARGV[22] or '0'), tonumber(ARGV[23] or '0')
+local quorum = #KEYS == 3 and (qn > 0 or qfrac > 0)
+local votes, live = 0, 0
+if quorum then
+	local vk, lk, pid, pttl, vote = KEYS[2], KEYS[3], ARGV[24], tonumber(ARGV[25]), tonumber(ARGV[26])
+	for _, k in ipairs({vk, lk}) do
+		local ty = redis.call('TYPE', k).ok
+		if ty ~= 'zset' and ty ~= 'none' then
+			return redis.error_reply('BRACECORRUPT key ' .. k .. ' of type ' .. ty)
+		end
+	end
+	local cut = string.format('%d', now)
+	local exp = string.format('%d', math.min(now + pttl, MAX))
+	local pms = string.format('%d', math.ceil(pttl / 1000))
+	redis.call('ZREMRANGEBYSCORE', vk, '-inf', cut)
+	redis.call('ZREMRANGEBYSCORE', lk, '-inf', cut)
+	redis.call('ZADD', lk, exp, pid)
+	redis.call('PEXPIRE', lk, pms)
+	if vote == 1 then
+		redis.call('ZADD', vk, exp, pid)
+		redis.call('PEXPIRE', vk, pms)
+	elseif vote == 0 then
+		redis.call('ZREM', vk, pid)
+	end
+	votes, live = redis.call('ZCARD', vk), redis.call('ZCARD', lk)
+end
+local function quorate()
+	local need = math.max(qn, math.ceil(qfrac * live - 1e-9), 1)
+	return votes >= need
+end
+
 local function counts()
 	if rate and state == 0 then
 		local cs, cf, cw = 0, 0, 0
@@ -326,6 +550,10 @@ end
 local function setState(to)
 	state, gen = to, gen + 1
 	probes, pok, consec, succ, fail, lease = 0, 0, 0, 0, 0, 0
+	if quorum then
+		redis.call('DEL', KEYS[2])
+		votes = 0
+	end
 	for i = 0, nb - 1 do
 		if win[i] then win[i], dirty[i] = nil, true end
 	end
@@ -369,12 +597,20 @@ local function record()
 			succ, fail = succ + S, fail + F
 			if S > 0 then consec = 0 end
 			consec = consec + F
-			if consec >= threshold then open() end
+			if quorum then
+				if F > 0 and quorate() then open() end
+			elseif consec >= threshold then
+				open()
+			end
 			return
 		end
 		local b = bucketAt()
 		b[2], b[3], b[4] = b[2] + S, b[3] + F, b[4] + W
 		if F == 0 and W == 0 then return end
+		if quorum then
+			if quorate() then open() end
+			return
+		end
 		local cs, cf, cw = counts()
 		local calls = cs + cf
 		if calls < mincalls or calls == 0 then return end

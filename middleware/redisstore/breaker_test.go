@@ -93,8 +93,8 @@ func TestBreakerKeyLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.Key(); got != tt.want {
-			t.Errorf("Key() = %q, want %q", got, tt.want)
+		if got := s.StateKey(); got != tt.want {
+			t.Errorf("StateKey() = %q, want %q", got, tt.want)
 		}
 	}
 }
@@ -389,7 +389,7 @@ func TestExpiry(t *testing.T) {
 	s := store(consecutive(2, 10*time.Minute))
 	short := store(consecutive(2, time.Second)) // TTL stays 1m: 2 × OpenTimeout is less
 	pttl := func() time.Duration {
-		d, err := c.PTTL(ctx, s.Key()).Result()
+		d, err := c.PTTL(ctx, s.StateKey()).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,7 +398,7 @@ func TestExpiry(t *testing.T) {
 	if _, err := s.Update(ctx, breaker.Op{Kind: breaker.OpAcquire}); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := c.Exists(ctx, s.Key()).Result(); n != 0 {
+	if n, _ := c.Exists(ctx, s.StateKey()).Result(); n != 0 {
 		t.Fatal("an unchanged breaker wrote a key")
 	}
 	short.Update(ctx, breaker.Op{Kind: breaker.OpResult, Gen: 1, Failures: 1})

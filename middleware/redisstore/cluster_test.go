@@ -64,7 +64,7 @@ func TestCluster(t *testing.T) {
 		// Every key of one breaker (or limiter) hashes to the slot of its
 		// tag, whatever follows it.
 		for _, k := range []struct{ key, tag string }{
-			{s.Key(), "{breaker:payments}"},
+			{s.StateKey(), "{breaker:payments}"},
 			{"brace:{breaker:payments}:anything-else", "{breaker:payments}"},
 			{l.Key(), "{limiter:payments}"},
 		} {
@@ -74,15 +74,15 @@ func TestCluster(t *testing.T) {
 		}
 		// A script may use keys of one tag together ...
 		const script = "return #KEYS"
-		if n, err := a.Eval(ctx, script, []string{s.Key(), "brace:{breaker:payments}:anything-else"}).Int(); err != nil || n != 2 {
+		if n, err := a.Eval(ctx, script, []string{s.StateKey(), "brace:{breaker:payments}:anything-else"}).Int(); err != nil || n != 2 {
 			t.Errorf("script on two keys of one tag: %d, %v; want 2, nil", n, err)
 		}
 		// ... but not keys of two breakers, which are in different slots.
 		other := "brace:{breaker:refunds}:state"
-		if slot(other) == slot(s.Key()) {
-			t.Fatalf("%s and %s share a slot; pick another name", other, s.Key())
+		if slot(other) == slot(s.StateKey()) {
+			t.Fatalf("%s and %s share a slot; pick another name", other, s.StateKey())
 		}
-		if err := a.Eval(ctx, script, []string{s.Key(), other}).Err(); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
+		if err := a.Eval(ctx, script, []string{s.StateKey(), other}).Err(); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
 			t.Errorf("script on keys of two slots: %v, want a CROSSSLOT error", err)
 		}
 	})
@@ -95,7 +95,7 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("1000 breaker names reached only masters %v", names)
 			}
 			n := fmt.Sprint("downstream-", i)
-			if m := master(mustStore(t, a, n).Key()); names[m] == "" {
+			if m := master(mustStore(t, a, n).StateKey()); names[m] == "" {
 				names[m] = n
 			}
 		}

@@ -19,6 +19,8 @@
 //
 //	store, err := redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: rdb, Name: "payments"})
 //	limit, err := redisstore.NewLimiter(redisstore.LimiterConfig{Client: rdb, Name: "db", Capacity: 32})
+//	rate, err := redisstore.NewRateLimiter(redisstore.RateLimiterConfig{Client: rdb, Name: "api", Rate: 100})
+//	retries, err := redisstore.NewBudgetStore(redisstore.BudgetStoreConfig{Client: rdb, Name: "payments"})
 //	users, err := redisstore.NewDedup(redisstore.DedupConfig{Client: rdb, Name: "users", TTL: time.Minute})
 //
 // Config.Observer receives [middleware.Event]s (Concern "redisstore"):
@@ -58,6 +60,39 @@
 // so a crashed process's slots come back within Lease (3s by default).
 // While Redis is skipped or fails, a local limit of LocalCapacity admits
 // calls instead.
+//
+// # Global rate limit
+//
+// A [RateLimiter] admits Rate calls per Per across every process, globally
+// or per key ([RateLimiterKeyed]), with GCRA (the generic cell rate
+// algorithm) in one script on the server's clock: in any interval T the
+// fleet is admitted at most Burst + Rate·T/Per calls. A refusal is a
+// [*RateLimitError] with the retry-after, and it matches
+// ratelimit.ErrLimited, so httpx answers it with 429, Retry-After and the
+// IETF RateLimit fields. With MaxBatch above 1, a process reserves tokens
+// in batches sized to its own call rate and hands them out locally, so
+// that below the limit most calls make no round trip; the slack is at
+// most MaxBatch per process. While Redis is down or slow, each process
+// admits LocalShare (default 1/Replicas) of the rate on its own and goes
+// back to the global limit by itself.
+//
+// # Retry budget
+//
+// A [BudgetStore] implements budget.Store: every process's budget.Budget
+// with the same store name draws on one window of the fleet's calls and
+// extra attempts, so that during an outage the fleet's retries stay within
+// the budget's ratio of the fleet's calls plus one reserve. A call that
+// does not retry makes no round trip: deposits are counted locally and
+// travel with the next Acquire or a background flush.
+//
+// # Quorum mode
+//
+// With BreakerStoreConfig.Quorum or QuorumFraction, the shared breaker
+// opens only when enough distinct processes see the downstream failing,
+// so one replica with a bad network path cannot open it for the fleet.
+// Processes identify themselves (Process) and age out on the server's
+// clock (ProcessTTL). A BreakerStore is also a breaker.KeyedStore: each
+// key of a breaker.Keyed middleware shares its own state.
 //
 // # Dedup across processes
 //
@@ -125,9 +160,13 @@
 // breaker's in-memory store: the breaker serves it from its local view,
 // with no round trip and no allocation, and refreshes the view once per
 // breaker.Config.StoreSync. A store operation is one round trip. A
-// limited call costs two round trips and a timer; a cache hit one round
-// trip; a dedup leader two. While the client is down, a call costs no
-// round trip and no allocation. docs/distributed.md has the table and the
+// limited call costs two round trips and a timer, or, with Batch, a
+// slot from the process's block: no round trip, no allocation. A rate
+// limited call costs one round trip, or, with MaxBatch, a token from the
+// local batch: no round trip, no allocation. A retry budget costs nothing
+// on a call that does not retry and one round trip per extra attempt. A
+// cache hit costs one round trip; a dedup leader two. While the client is
+// down, a call costs no round trip and no allocation. docs/distributed.md has the table and the
 // measurements.
 //
 // # Requirements

@@ -8,8 +8,8 @@ const (
 	DownFor   = downFor
 )
 
-// Key returns the Redis key of the breaker's state.
-func (s *BreakerStore) Key() string { return s.key }
+// StateKey returns the Redis key of the breaker's state.
+func (s *BreakerStore) StateKey() string { return s.key }
 
 // Key returns the Redis key of the limiter's leases.
 func (l *Limiter) Key() string { return l.key }

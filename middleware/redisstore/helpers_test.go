@@ -2,8 +2,11 @@ package redisstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"github.com/brace-go/brace/middleware/bracetest"
+	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/brace-go/brace/middleware"
+	"github.com/brace-go/brace/middleware/bracetest"
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/redisstore"
 	"github.com/brace-go/brace/middleware/redisstore/internal/redistest"
@@ -177,4 +181,39 @@ func (r *recorder) of(k middleware.Kind) []middleware.Event {
 		}
 	}
 	return out
+}
+
+// runChildren re-executes the test binary as procs OS processes running
+// the test named run with env set to spec, and returns the JSON result
+// each child printed on a line starting "RESULT ".
+func runChildren[R any](t *testing.T, procs int, run, env string, spec []byte) []R {
+	t.Helper()
+	results := make([]R, procs)
+	errs := make([]error, procs)
+	var wg sync.WaitGroup
+	for i := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.count=1")
+			cmd.Env = append(os.Environ(), env+"="+string(spec))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("child %d: %v\n%s", i, err, out)
+				return
+			}
+			for _, line := range strings.Split(string(out), "\n") {
+				if s, ok := strings.CutPrefix(line, "RESULT "); ok {
+					errs[i] = json.Unmarshal([]byte(s), &results[i])
+					return
+				}
+			}
+			errs[i] = fmt.Errorf("child %d: no result\n%s", i, out)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return results
 }

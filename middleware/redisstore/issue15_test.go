@@ -67,7 +67,7 @@ func TestProbeLeases(t *testing.T) {
 			if snap.Admitted {
 				t.Fatalf("a call admitted while every slot is held: %+v", snap)
 			}
-			ttl := c.PTTL(ctx, s.Key()).Val()
+			ttl := c.PTTL(ctx, s.StateKey()).Val()
 			start := time.Now()
 			eventually(t, 20*lease, "a probe slot back", func() bool {
 				snap, err := s.Update(ctx, breaker.Op{Kind: breaker.OpAcquire})
@@ -75,7 +75,7 @@ func TestProbeLeases(t *testing.T) {
 					t.Fatal(err)
 				}
 				if !snap.Admitted && time.Since(start) < lease/2 {
-					if got := c.PTTL(ctx, s.Key()).Val(); got > ttl {
+					if got := c.PTTL(ctx, s.StateKey()).Val(); got > ttl {
 						t.Fatalf("a rejection refreshed the key's expiry: %v, was %v", got, ttl)
 					}
 				}
@@ -142,7 +142,7 @@ func TestCorruptBreakerState(t *testing.T) {
 			}
 			var brec recorder
 			b := mustBreaker(t, breaker.Config{Threshold: 5, Store: s, StoreSync: time.Millisecond, Observer: &brec})
-			c.HSet(ctx, s.Key(), "st", v, "g", "3")
+			c.HSet(ctx, s.StateKey(), "st", v, "g", "3")
 			_, err = s.Update(ctx, breaker.Op{Kind: breaker.OpSync})
 			if !errors.Is(err, redisstore.ErrCorrupt) || !strings.Contains(err.Error(), "st="+v) {
 				t.Errorf("Update: %v, want ErrCorrupt naming the field", err)
@@ -290,11 +290,11 @@ func TestStoreObservers(t *testing.T) {
 	s, _ = redisstore.NewBreakerStore(redisstore.BreakerStoreConfig{Client: c, Name: name(t), Observer: obs})
 	s.Bind(*consecutive(3, time.Second))
 	ctx := context.Background()
-	c.HSet(ctx, s.Key(), "st", "9")
+	c.HSet(ctx, s.StateKey(), "st", "9")
 	if _, err := s.Update(ctx, breaker.Op{Kind: breaker.OpSync}); !errors.Is(err, redisstore.ErrCorrupt) {
 		t.Fatalf("%v", err)
 	}
-	c.Del(ctx, s.Key())
+	c.Del(ctx, s.StateKey())
 	if snap, err := s.Update(ctx, breaker.Op{Kind: breaker.OpResult, Gen: 1, Failures: 1}); err != nil || snap.Counts.ConsecutiveFailures != 1 {
 		t.Errorf("after the panicking observer: %+v, %v", snap, err)
 	}

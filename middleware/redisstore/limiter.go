@@ -77,6 +77,14 @@ type LimiterConfig struct {
 	// Default: Capacity (each process then admits at most as many as all
 	// of them together otherwise would).
 	LocalCapacity int64
+	// Batch is the most slots a process reserves in one round trip and
+	// hands out locally (see docs/distributed.md, "Batching"): between 0 and
+	// Capacity. 0 or 1: every call takes and gives back its own lease
+	// (two round trips). Above 1, the process holds one block of slots in
+	// Redis, sized to its calls in flight plus a batch that adapts between
+	// 1 and Batch, renewed every Lease/3 while it holds any; calls taken
+	// from the block cost no round trip.
+	Batch int64
 	// Prefix starts every key. Default "brace".
 	Prefix string
 	// Timeout bounds each Redis command. Default 100ms.
@@ -97,7 +105,9 @@ type LimiterConfig struct {
 // of the wrong Redis type are dropped before every acquire, and the
 // leases whose acquire reply was lost are released by the next operation
 // that reaches Redis. While Redis is skipped or fails, a local limit of
-// LocalCapacity admits calls instead. It is safe for concurrent use.
+// LocalCapacity admits calls instead. With Batch above 1, the process
+// holds one block of slots instead (see [LimiterConfig.Batch]) and a call
+// from the block costs no round trip. It is safe for concurrent use.
 type Limiter struct {
 	*common
 	key      string
@@ -112,6 +122,26 @@ type Limiter struct {
 
 	mu      sync.Mutex
 	orphans []string // lease IDs that may be in Redis with no holder
+
+	blocksKey, sizesKey string
+	maxBatch            int64
+	blk                 block
+}
+
+// block is a batching Limiter's reserved slots: held in Redis (one member
+// of the blocks set, its size in the sizes hash), handed out locally.
+type block struct {
+	mu       sync.Mutex
+	held     int64 // slots the block holds in Redis (never more than Redis records)
+	inUse    int64 // slots handed out, not yet done
+	peak     int64 // most inUse since the last renewal
+	batch    int64 // the next growth: adapts between 1 and maxBatch
+	until    int64 // mono ns: the block's lease ends (as sent, before the reply)
+	filling  chan struct{}
+	lastFail bool
+	refused  bool        // the last growth was refused: the limit was full
+	depth    int64       // the depth the last growth saw
+	timer    *time.Timer // renews while held > 0
 }
 
 // NewLimiter returns the global limiter called cfg.Name.
@@ -123,6 +153,8 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 		return nil, fmt.Errorf("redisstore: Lease must be at least 3ms, got %v", cfg.Lease)
 	case cfg.LocalCapacity < 0 || cfg.LocalCapacity > maxCapacity:
 		return nil, fmt.Errorf("redisstore: LocalCapacity must be between 0 and %d, got %d", int64(maxCapacity), cfg.LocalCapacity)
+	case cfg.Batch < 0 || cfg.Batch > cfg.Capacity:
+		return nil, fmt.Errorf("redisstore: Batch must be between 0 and Capacity (%d), got %d", cfg.Capacity, cfg.Batch)
 	}
 	c, err := newCommon("limiter", cfg.Client, cfg.Name, cfg.Prefix, cfg.Timeout, cfg.Observer)
 	if err != nil {
@@ -137,6 +169,8 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	return &Limiter{
 		common: c, key: c.key("limiter", "leases"), capacity: cfg.Capacity, lease: cfg.Lease,
 		localCap: cfg.LocalCapacity, id: randomID(),
+		blocksKey: c.key("limiter", "blocks"), sizesKey: c.key("limiter", "sizes"),
+		maxBatch: max(cfg.Batch, 1), blk: block{batch: 1},
 	}, nil
 }
 
@@ -149,12 +183,13 @@ func (l *Limiter) Stats() Stats {
 	}
 }
 
-// Depth returns the number of live leases across all processes: one round
-// trip, bounded by Timeout.
+// Depth returns the number of slots held across all processes (live
+// leases, and the slots of batching processes' blocks): one round trip,
+// bounded by Timeout.
 func (l *Limiter) Depth(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	v, err := depthScript.run(ctx, l.client, []string{l.key})
+	v, err := depthScript.run(ctx, l.client, []string{l.key, l.blocksKey, l.sizesKey})
 	if err != nil {
 		return 0, l.errorf("depth: %w", err)
 	}
@@ -165,7 +200,8 @@ func (l *Limiter) Depth(ctx context.Context) (int64, error) {
 // Permit is one admitted call's slot. Finish it with Done.
 type Permit struct {
 	l *Limiter
-	r *renewal // nil for a slot of the local fallback
+	r *renewal // nil for a slot of the local fallback or of the block
+	b bool     // a slot of the block
 }
 
 // renewal is a Redis lease and the timer that renews it.
@@ -187,6 +223,14 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if l.skip(ctx) {
 		return l.acquireLocal(ctx)
 	}
+	if l.maxBatch > 1 {
+		return l.acquireBatched(ctx)
+	}
+	return l.acquireLease(ctx)
+}
+
+// acquireLease takes a lease of its own in Redis for one call.
+func (l *Limiter) acquireLease(ctx context.Context) (Permit, error) {
 	id := l.id + ":" + strconv.FormatUint(l.seq.Add(1), 36)
 	orphans := l.takeOrphans()
 	rctx, cancel := context.WithTimeout(ctx, l.timeout)
@@ -195,7 +239,7 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	for _, o := range orphans {
 		args = append(args, o)
 	}
-	v, err := acquireScript.run(rctx, l.client, []string{l.key}, args...)
+	v, err := acquireScript.run(rctx, l.client, []string{l.key, l.blocksKey, l.sizesKey}, args...)
 	cancel()
 	if err == nil {
 		l.done(ctx, nil)
@@ -282,10 +326,13 @@ func (r *renewal) stop() {
 // err is the call's error; the limiter does not classify it. A second
 // Done does nothing.
 func (p *Permit) Done(err error) {
-	l, r := p.l, p.r
+	l, r, b := p.l, p.r, p.b
 	*p = Permit{}
 	switch {
 	case l == nil:
+		return
+	case b:
+		l.doneBatched()
 		return
 	case r == nil:
 		l.local.Add(-1)
@@ -329,7 +376,8 @@ func (l *Limiter) addOrphans(ids []string) {
 // l: a call beyond the global capacity fails with a *[LimitError] without
 // running the stage. The slot is given back when the stage returns, also
 // when it panics. A call costs two round trips (acquire and release) and
-// one timer.
+// one timer; with LimiterConfig.Batch above 1, none while the process's
+// block has a free slot.
 func LimiterMiddleware[In, Out any](l *Limiter) middleware.Middleware[In, Out] {
 	if l == nil {
 		panic("redisstore: nil *Limiter (was NewLimiter's error ignored?)")
@@ -347,15 +395,54 @@ func LimiterMiddleware[In, Out any](l *Limiter) middleware.Middleware[In, Out] {
 	}
 }
 
+// blocksLua expires the batching limiters' blocks (KEYS[2], a sorted
+// set of block IDs scored by expiry; KEYS[3], a hash of their sizes),
+// repairs keys of the wrong type and sizes that are not numbers or have no
+// live block, and returns the slots the live blocks hold and what it
+// repaired.
+const blocksLua = `
+local function blocks(bk, sk, now, lease)
+	local rep = ''
+	local bt = redis.call('TYPE', bk).ok
+	local st = redis.call('TYPE', sk).ok
+	if bt == 'none' and st == 'none' then return 0, '' end
+	if (bt ~= 'none' and bt ~= 'zset') or (st ~= 'none' and st ~= 'hash') then
+		redis.call('DEL', bk, sk)
+		return 0, 'blocks of the wrong type ' .. bt .. '/' .. st
+	end
+	local dead = redis.call('ZRANGEBYSCORE', bk, '-inf', string.format('%d', now))
+	for _, m in ipairs(dead) do redis.call('HDEL', sk, m) end
+	redis.call('ZREMRANGEBYSCORE', bk, '-inf', string.format('%d', now))
+	local far = redis.call('ZRANGEBYSCORE', bk, '(' .. string.format('%d', now + 2 * lease), '+inf')
+	for _, m in ipairs(far) do redis.call('HDEL', sk, m); redis.call('ZREM', bk, m); rep = 'blocks ending after twice the lease' end
+	local sum = 0
+	local kv = redis.call('HGETALL', sk)
+	for i = 1, #kv, 2 do
+		local n = nil
+		if string.len(kv[i+1]) <= 20 then n = tonumber(kv[i+1]) end
+		if n == nil or n ~= n or n < 0 or n > 1099511627776 or not redis.call('ZSCORE', bk, kv[i]) then
+			redis.call('HDEL', sk, kv[i])
+			redis.call('ZREM', bk, kv[i])
+			rep = 'bad block size'
+		else
+			sum = sum + n
+		end
+	end
+	return sum, rep
+end
+`
+
 // acquireScript: ARGV[1] lease ID, ARGV[2] capacity, ARGV[3] lease (µs),
 // ARGV[4...] orphaned lease IDs to remove first. It repairs a key of the
 // wrong type (deleting it) and drops expired leases and leases that end
 // further ahead than twice a lease (they were not written by a limiter
 // with this Lease), then adds ARGV[1] with expiry now + lease if fewer
-// than the capacity remain. Adding the same ID again is idempotent. It
-// returns {admitted, depth, what was repaired}.
+// than the capacity remain (leases and the slots of batching limiters'
+// blocks together). Adding the same ID again is idempotent. It returns
+// {admitted, depth, what was repaired}.
 var acquireScript = newScript(`
 redis.replicate_commands()
+` + blocksLua + `
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -370,12 +457,52 @@ for i = 4, #ARGV do redis.call('ZREM', key, ARGV[i]) end
 redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now))
 local far = redis.call('ZREMRANGEBYSCORE', key, '(' .. string.format('%d', now + 2 * lease), '+inf')
 if far > 0 and repaired == '' then repaired = far .. ' leases ending after twice the lease' end
-local n = redis.call('ZCARD', key)
+local held, brep = blocks(KEYS[2], KEYS[3], now, lease)
+if brep ~= '' and repaired == '' then repaired = brep end
+local n = redis.call('ZCARD', key) + held
 if redis.call('ZSCORE', key, ARGV[1]) then return {1, n, repaired} end
 if n >= tonumber(ARGV[2]) then return {0, n, repaired} end
 redis.call('ZADD', key, string.format('%d', now + lease), ARGV[1])
 redis.call('PEXPIRE', key, string.format('%d', math.ceil(lease / 1000) * 2))
 return {1, n + 1, repaired}
+`)
+
+// blockScript sets a batching limiter's block: ARGV[1] block ID, ARGV[2]
+// the size wanted, ARGV[3] capacity, ARGV[4] lease (µs). It grants the
+// size wanted, or what the capacity leaves beside the leases and the other
+// blocks (never less than nothing), records it with expiry now + lease
+// (or removes the block when the grant is 0), and returns {granted, depth
+// after, what was repaired}.
+var blockScript = newScript(`
+redis.replicate_commands()
+` + blocksLua + `
+local key, bk, sk = KEYS[1], KEYS[2], KEYS[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local lease = tonumber(ARGV[4])
+local repaired = ''
+local ty = redis.call('TYPE', key).ok
+if ty ~= 'none' and ty ~= 'zset' then
+	redis.call('DEL', key)
+	repaired = 'wrong type ' .. ty
+end
+redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now))
+local held, brep = blocks(bk, sk, now, lease)
+if brep ~= '' and repaired == '' then repaired = brep end
+local own = tonumber(redis.call('HGET', sk, ARGV[1]) or '0') or 0
+local others = redis.call('ZCARD', key) + held - own
+local grant = math.min(tonumber(ARGV[2]), tonumber(ARGV[3]) - others)
+if grant <= 0 then
+	redis.call('HDEL', sk, ARGV[1])
+	redis.call('ZREM', bk, ARGV[1])
+	return {0, others, repaired}
+end
+redis.call('HSET', sk, ARGV[1], string.format('%d', grant))
+redis.call('ZADD', bk, string.format('%d', now + lease), ARGV[1])
+local ttl = string.format('%d', math.ceil(lease / 1000) * 2)
+redis.call('PEXPIRE', bk, ttl)
+redis.call('PEXPIRE', sk, ttl)
+return {grant, others + grant, repaired}
 `)
 
 // renewScript extends lease ARGV[1] to now + ARGV[2] µs if it is still
@@ -392,10 +519,22 @@ redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil(lease / 1000) * 2))
 return 1
 `)
 
-// depthScript counts the live leases.
+// depthScript counts the live leases and the slots of the live blocks.
 var depthScript = newScript(`
-if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then return 0 end
+local n = 0
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', now), '+inf')
+if redis.call('TYPE', KEYS[1]).ok == 'zset' then
+	n = redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', now), '+inf')
+end
+if redis.call('TYPE', KEYS[2]).ok == 'zset' and redis.call('TYPE', KEYS[3]).ok == 'hash' then
+	local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. string.format('%d', now), '+inf')
+	for _, m in ipairs(live) do
+		local v = redis.call('HGET', KEYS[3], m)
+		local x = nil
+		if v and string.len(v) <= 20 then x = tonumber(v) end
+		if x and x == x and x > 0 then n = n + x end
+	end
+end
+return n
 `)

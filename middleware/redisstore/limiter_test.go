@@ -43,6 +43,8 @@ func TestLimiterConfigErrors(t *testing.T) {
 		{"negative lease", redisstore.LimiterConfig{Client: c, Name: "x", Capacity: 1, Lease: -1}, "redisstore: Lease must be at least 3ms, got -1ns"},
 		{"tiny lease", redisstore.LimiterConfig{Client: c, Name: "x", Capacity: 1, Lease: time.Millisecond}, "redisstore: Lease must be at least 3ms, got 1ms"},
 		{"negative local capacity", redisstore.LimiterConfig{Client: c, Name: "x", Capacity: 1, LocalCapacity: -1}, "redisstore: LocalCapacity must be between 0 and 1099511627776, got -1"},
+		{"negative batch", redisstore.LimiterConfig{Client: c, Name: "x", Capacity: 4, Batch: -1}, "redisstore: Batch must be between 0 and Capacity (4), got -1"},
+		{"batch above capacity", redisstore.LimiterConfig{Client: c, Name: "x", Capacity: 4, Batch: 5}, "redisstore: Batch must be between 0 and Capacity (4), got 5"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := redisstore.NewLimiter(tt.cfg)

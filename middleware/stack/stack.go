@@ -10,7 +10,7 @@
 // Apply infers In and Out from the stage. Every field of [Layers] is
 // optional; a nil field is left out. The order, outermost first, is
 //
-//	Retry → Hedge → Breaker → RateLimit → Backpressure → Adaptive → Timeout → Recover → stage
+//	Retry → Hedge → Breaker → Throttle → RateLimit → Backpressure → Adaptive → Timeout → Recover → stage
 //
 // which is the recommended order of docs/ordering.md without the concerns
 // that need the call's types to be built (Fallback, outermost, and Dedup,
@@ -30,6 +30,7 @@ import (
 	"github.com/brace-go/brace/middleware/hedge"
 	"github.com/brace-go/brace/middleware/ratelimit"
 	"github.com/brace-go/brace/middleware/retry"
+	"github.com/brace-go/brace/middleware/throttle"
 	"github.com/brace-go/brace/middleware/timeout"
 )
 
@@ -41,6 +42,7 @@ type Layers struct {
 	Retry        *retry.Retrier
 	Hedge        *hedge.Hedger
 	Breaker      *breaker.Breaker
+	Throttle     *throttle.Throttler
 	RateLimit    *ratelimit.Limiter
 	Backpressure *backpressure.Limiter
 	Adaptive     *adaptive.Limiter
@@ -59,6 +61,9 @@ func Middleware[In, Out any](l Layers) middleware.Middleware[In, Out] {
 	}
 	if l.Breaker != nil {
 		mws = append(mws, breaker.Middleware[In, Out](l.Breaker))
+	}
+	if l.Throttle != nil {
+		mws = append(mws, throttle.Middleware[In, Out](l.Throttle))
 	}
 	if l.RateLimit != nil {
 		mws = append(mws, ratelimit.Middleware[In, Out](l.RateLimit))

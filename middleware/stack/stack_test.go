@@ -12,6 +12,7 @@ import (
 	"github.com/brace-go/brace/middleware/breaker"
 	"github.com/brace-go/brace/middleware/retry"
 	"github.com/brace-go/brace/middleware/stack"
+	"github.com/brace-go/brace/middleware/throttle"
 	"github.com/brace-go/brace/middleware/timeout"
 )
 
@@ -51,6 +52,36 @@ func TestBreakerSeesEveryAttempt(t *testing.T) {
 	if got := br.State(); got != breaker.Open {
 		t.Fatalf("breaker state = %v after one call of 3 failed attempts, want open", got)
 	}
+}
+
+// The throttle sits inside the breaker: an open breaker's refusals never
+// reach it (they are not requests the downstream refused). (That the
+// throttle's own refusals never trip a breaker is throttle's
+// TestInsideBreaker.)
+func TestThrottleInsideBreaker(t *testing.T) {
+	br := must(breaker.New(breaker.Config{Threshold: 3}))
+	th := must(throttle.New(throttle.Config{MinRequests: 1, MaxProbability: 1, Seed: 1}))
+	calls := 0
+	get := stack.Apply(func(context.Context, int) (int, error) { calls++; return 0, errDown }, stack.Layers{Breaker: br, Throttle: th})
+	for range 3 {
+		get(context.Background(), 1)
+	}
+	if br.State() != breaker.Open {
+		t.Fatalf("breaker state = %v after 3 failures, want open", br.State())
+	}
+	before := th.Stats().Requests
+	for range 10 {
+		if _, err := get(context.Background(), 1); !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("err = %v, want the open breaker's refusal", err)
+		}
+	}
+	if got := th.Stats().Requests; got != before {
+		t.Errorf("throttle counted %d requests while the breaker was open, want %d: it must sit inside the breaker", got, before)
+	}
+	if calls != 3 {
+		t.Errorf("stage ran %d times, want 3", calls)
+	}
+
 }
 
 // The timeout sits inside the retry: a hung attempt is cut off and the next

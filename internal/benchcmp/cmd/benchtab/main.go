@@ -103,6 +103,7 @@ func writeRun(w io.Writer, d *data) {
 var baselines = map[string]bool{
 	"direct": true, "loop": true, "semaphore": true, "atomic": true, "context": true,
 	"singleflight-Do": true, "singleflight-DoChan": true, "flag": true, "flag-counted": true,
+	"grpc-go-retry": true, "xrate": true, "mutex-clock": true,
 }
 
 // A row is one scenario of one concern at one GOMAXPROCS.
@@ -292,7 +293,7 @@ func median(xs []float64) float64 {
 
 // order is the order of the concerns in the tables, the order of the
 // issues that built them; others follow in first-seen order.
-var order = []string{"Retry", "Breaker", "Backpressure", "Dedup", "Timeout", "Composed"}
+var order = []string{"Retry", "Breaker", "Backpressure", "Dedup", "Timeout", "Composed", "Throttle", "GRPC", "Ratelimit", "Budget", "Hedge"}
 
 // concerns returns the concerns of d in table order.
 func (d *data) concerns() []string {
@@ -421,6 +422,22 @@ var targets = []target{
 		ratioTo(row{"Backpressure", "admitted-wait", "seq", ""}, "semaphore", 1.2)},
 	{"Backpressure shed: ≤ 1.2× a refused semaphore.TryAcquire, 0 allocs",
 		ratioTo(row{"Backpressure", "shed", "seq", ""}, "semaphore", 1.2)},
+	{"Dedup leading call (uncontended, context.Background): ≤ 1.0× singleflight.DoChan, no more allocs",
+		ratioToAllocs(row{"Dedup", "uncontended", "seq", ""}, "singleflight-DoChan", 1.0)},
+	{"Dedup leading call (uncontended, cancellable context): ≤ 1.0× singleflight.DoChan, no more allocs",
+		ratioToAllocs(row{"Dedup", "uncontended-cancellable", "seq", ""}, "singleflight-DoChan", 1.0)},
+	{"Dedup cache hit: 0 allocs",
+		allocsAtMost(row{"Dedup", "cache-hit", "seq", ""}, 0)},
+	{"Rate limit admitted: ≤ 1.2× rate.Limiter.Allow, 0 allocs",
+		ratioTo(row{"Ratelimit", "admitted", "seq", ""}, "xrate", 1.2)},
+	{"Rate limit refused: ≤ 1.2× rate.Limiter.Allow refused, 0 allocs",
+		ratioTo(row{"Ratelimit", "refused", "seq", ""}, "xrate", 1.2)},
+	{"Budget refused: ≤ 1.2× a mutex and a clock read, 0 allocs",
+		ratioTo(row{"Budget", "refused", "seq", ""}, "mutex-clock", 1.2)},
+	{"Throttle overloaded (about 9 calls in 10 refused): 0 allocs",
+		allocsAtMost(row{"Throttle", "overloaded", "seq", ""}, 0)},
+	{"Hedge, no hedge sent: ≤ 5 allocs",
+		allocsAtMost(row{"Hedge", "no-hedge", "seq", ""}, 5)},
 	{"Retry: < 5 ns over a direct call, 0 allocs",
 		overReference(row{"Retry", "success", "seq", ""}, "direct", 5)},
 	{"Retry+Breaker+Backpressure: < 50 ns per call, 0 allocs",
@@ -441,6 +458,22 @@ func ratioTo(want row, base string, limit float64) func(d, _ *data) (string, boo
 		med, ci := summary(rs)
 		return fmt.Sprintf("%s %s (%s ns against %s ns), %s", fmtRatio(med), fmtCI(ci), fmtNs(b.ns), fmtNs(o.ns), fmtAllocs(b)),
 			med <= limit && b.allocs == 0, ci > noisyCI || b.noisy() || o.noisy(), true
+	}
+}
+
+// ratioToAllocs: Brace's time ≤ limit × base's, as the median of the
+// ratios of each round, allocating no more than base (for paths that
+// cannot be free of allocations, such as a goroutine's start).
+func ratioToAllocs(want row, base string, limit float64) func(d, _ *data) (string, bool, bool, bool) {
+	return func(d, _ *data) (string, bool, bool, bool) {
+		r, b, o, ok := d.pair(want, "brace", base)
+		if !ok {
+			return "", false, false, false
+		}
+		rs, _ := d.paired(r, "brace", r, base, div)
+		med, ci := summary(rs)
+		return fmt.Sprintf("%s %s (%s ns against %s ns), %s against %s", fmtRatio(med), fmtCI(ci), fmtNs(b.ns), fmtNs(o.ns), fmtAllocs(b), fmtAllocs(o)),
+			med <= limit && b.allocs <= o.allocs, ci > noisyCI || b.noisy() || o.noisy(), true
 	}
 }
 
@@ -470,6 +503,22 @@ func below(want row, limit float64) func(d, _ *data) (string, bool, bool, bool) 
 			return "", false, false, false
 		}
 		return fmt.Sprintf("%s ns %s, %s", fmtNs(b.ns), fmtCI(b.ci), fmtAllocs(b)), b.ns <= limit && b.allocs == 0, b.noisy(), true
+	}
+}
+
+// allocsAtMost: Brace's allocations per call ≤ limit (a count, which
+// noise does not change; the time is shown for information).
+func allocsAtMost(want row, limit float64) func(d, _ *data) (string, bool, bool, bool) {
+	return func(d, _ *data) (string, bool, bool, bool) {
+		r, ok := d.find(want)
+		if !ok {
+			return "", false, false, false
+		}
+		b, ok := d.get(r, "brace")
+		if !ok {
+			return "", false, false, false
+		}
+		return fmt.Sprintf("%s (%s ns %s)", fmtAllocs(b), fmtNs(b.ns), fmtCI(b.ci)), b.allocs <= limit, false, true
 	}
 }
 

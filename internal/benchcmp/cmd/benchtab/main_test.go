@@ -207,3 +207,27 @@ func TestReadErrors(t *testing.T) {
 		t.Error("readFile of a missing file: err = nil, want an error")
 	}
 }
+
+// TestAllocTargets checks the targets judged on allocation counts alone.
+func TestAllocTargets(t *testing.T) {
+	const in = `BenchmarkHedge/path=no-hedge/mode=seq/impl=brace-2 1000 1500 ns/op 424 B/op 5 allocs/op
+BenchmarkHedge/path=no-hedge/mode=seq/impl=brace-2 1000 1600 ns/op 424 B/op 5 allocs/op
+BenchmarkDedup/path=cache-hit/mode=seq/impl=brace-2 1000 70.0 ns/op 16 B/op 1 allocs/op
+BenchmarkDedup/path=cache-hit/mode=seq/impl=brace-2 1000 80.0 ns/op 16 B/op 1 allocs/op
+`
+	d, err := read(strings.NewReader(in), "compare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	writeTargets(&out, d, nil)
+	for _, line := range []string{
+		"| Hedge, no hedge sent: ≤ 5 allocs | 5 allocs (424 B) (1550 ns ±∞ noisy) | met |",
+		"| Dedup cache hit: 0 allocs | 1 alloc (16 B) (75.0 ns ±∞ noisy) | missed |",
+		"| Throttle overloaded (about 9 calls in 10 refused): 0 allocs | not measured | — |",
+	} {
+		if !strings.Contains(out.String(), line+"\n") {
+			t.Errorf("output lacks the line\n%s\noutput:\n%s", line, out.String())
+		}
+	}
+}
