@@ -32,3 +32,30 @@ func Find[T any](err error) (T, bool) {
 	}
 	return zero, false
 }
+
+// Rejected reports whether err's chain holds a local rejection: an error
+// with a Rejected() bool method that reports true. It is the contract by
+// which Brace's concerns mark "the downstream was not called" without
+// importing each other. The chain is walked by hand: errors.As would move
+// its target to the heap and allocate on every failure.
+func Rejected(err error) bool {
+	for err != nil {
+		if r, ok := err.(interface{ Rejected() bool }); ok && r.Rejected() {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if Rejected(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
+}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/brace-go/brace/internal/xerrors"
 	"github.com/brace-go/brace/middleware"
 )
 
@@ -112,38 +113,10 @@ func DefaultClassify(err error) Outcome {
 	switch {
 	case err == nil:
 		return Success
-	case errors.Is(err, context.Canceled), rejected(err):
+	case errors.Is(err, context.Canceled), xerrors.Rejected(err):
 		return Ignore
 	}
 	return Failure
-}
-
-// rejected reports whether err's chain holds a local rejection: an error
-// with a Rejected() bool method that reports true. This is the contract by
-// which Brace's policies mark "the downstream was not called" without
-// importing each other.
-func rejected(err error) bool {
-	// A hand-written walk of the chain: errors.As would move its target to
-	// the heap and allocate on every failure.
-	for err != nil {
-		if r, ok := err.(interface{ Rejected() bool }); ok && r.Rejected() {
-			return true
-		}
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				if rejected(e) {
-					return true
-				}
-			}
-			return false
-		default:
-			return false
-		}
-	}
-	return false
 }
 
 // Breaker is a circuit breaker guarding one downstream. Build it with

@@ -28,45 +28,13 @@ func Middleware[In, Out any](b *Breaker) middleware.Middleware[In, Out] {
 				var zero Out
 				return zero, err
 			}
-			v := b.view.Load()
-			if v.fast != 0 {
-				// Closed, local, default classifier, no slow calls: what
-				// Acquire and Done do, without a Permit. A success in
-				// consecutive mode with no failure streak to end changes
-				// nothing; one in rate mode is counted in its bucket.
-				// Anything else goes the general way.
-				gen, done := v.gen, false
-				defer func() {
-					if !done { // a panic or Goexit
-						b.abandonFast(ctx, gen)
-					}
-				}()
-				out, err := next(ctx, in)
-				done = true
-				if err != nil || (v.fast == fastConsecutive && b.fails.Load() != 0) ||
-					(v.fast == fastRate && !b.addSuccessIn(v, b.bucketNow())) {
-					b.resultFast(ctx, gen, err)
-				}
-				return out, err
-			}
-			if v.state == Open && !v.near.Load() {
-				// rejectOpen, inline.
-				b.rejected.add()
-				if b.obs != nil {
-					b.emitOpen(ctx, v)
-				}
-				var zero Out
-				return zero, v.err
-			}
-			return guard(ctx, b, v, next, in)
+			return run(ctx, b, next, in)
 		}
 	}
 }
 
-// run guards one call with b, whose ctx has not ended: the stage of
-// [Keyed]. It is the body of Middleware's stage, which keeps its own copy
-// inline (one call less on the paths that are measured in nanoseconds);
-// keep the two the same.
+// run guards one call with b, whose ctx has not ended: the body of the
+// stages of [Middleware] and [Keyed].
 func run[In, Out any](ctx context.Context, b *Breaker, next middleware.Stage[In, Out], in In) (Out, error) {
 	v := b.view.Load()
 	if v.fast != 0 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/brace-go/brace/internal/xerrors"
 )
 
 // ErrThrottled is the error every local rejection matches:
@@ -112,33 +114,10 @@ func findRetryable(err error) (retryable, found bool) {
 
 // neither reports whether a call's error counts neither as a request nor
 // as an accept: a local rejection (Rejected() true anywhere in the chain)
-// or the caller's cancellation. It walks the chain by hand: errors.As
-// would move its target to the heap and allocate on every failure.
+// or the caller's cancellation.
 func neither(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return true
 	}
-	return rejected(err)
-}
-
-func rejected(err error) bool {
-	for err != nil {
-		if r, ok := err.(interface{ Rejected() bool }); ok && r.Rejected() {
-			return true
-		}
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				if rejected(e) {
-					return true
-				}
-			}
-			return false
-		default:
-			return false
-		}
-	}
-	return false
+	return xerrors.Rejected(err)
 }
